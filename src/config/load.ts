@@ -1,0 +1,314 @@
+/**
+ * From the outside world to a validated, frozen configuration (SPEC §1–2): the YAML file (or the
+ * zero-file environment), `${VAR}` substitution, `*_file` secrets, `TOLLGATE_*` overrides and the
+ * providers_dir files. Every problem is collected with its path; nothing stops at the first one.
+ */
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
+
+export interface Problem {
+  /** `providers[1].client_secret`, `providers_dir/acme.yaml: issuer`, `TOLLGATE_UPSTREAM_URL`. */
+  readonly path: string;
+  readonly message: string;
+}
+
+export type LoadResult = { ok: true; config: Config } | { ok: false; problems: Problem[] };
+
+export interface LoadOptions {
+  /** `--config FILE`; falls back to `TOLLGATE_CONFIG`, then to zero-file mode. */
+  configPath?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly Problem[];
+  constructor(problems: readonly Problem[]) {
+    super(`invalid configuration:\n${formatProblems(problems)}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export function formatProblems(problems: readonly Problem[]): string {
+  return problems.map((p) => `  ${p.path}: ${p.message}`).join('\n');
+}
+
+type Tree = Record<string, unknown>;
+
+const isTree = (v: unknown): v is Tree => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** `['providers', 1, 'client_secret']` → `providers[1].client_secret`. */
+export function formatPath(parts: readonly PropertyKey[]): string {
+  let out = '';
+  for (const part of parts) {
+    if (typeof part === 'number') out += `[${part}]`;
+    else out += out === '' ? String(part) : `.${String(part)}`;
+  }
+  return out;
+}
+
+/** Loads and validates; throws nothing for a bad configuration, returns its problems instead. */
+export function loadConfig(options: LoadOptions = {}): LoadResult {
+  const env = options.env ?? process.env;
+  const problems: Problem[] = [];
+  const configPath = options.configPath ?? nonEmpty(env.TOLLGATE_CONFIG);
+
+  let raw: Tree = {};
+  let baseDir = process.cwd();
+  if (configPath !== undefined) {
+    baseDir = path.dirname(path.resolve(configPath));
+    const parsed = readYamlFile(configPath, configPath, problems);
+    if (parsed === undefined) return { ok: false, problems };
+    if (!isTree(parsed)) return { ok: false, problems: [{ path: configPath, message: 'expected a YAML mapping' }] };
+    raw = substituteEnv(parsed, [], env, problems) as Tree;
+  }
+  applyEnvironment(raw, env, configPath !== undefined, problems);
+  return validateConfig(raw, { env, baseDir, problems });
+}
+
+export interface ValidateOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Where relative `*_file` and providers_dir paths start; default the working directory. */
+  baseDir?: string;
+  /** Problems found before validation, reported with the rest. */
+  problems?: Problem[];
+}
+
+/**
+ * A raw tree (parsed YAML, or an object in a test) → a frozen configuration, or every problem.
+ * Reads the `*_file` secrets and providers_dir it names; everything else is pure.
+ */
+export function validateConfig(input: Tree, options: ValidateOptions = {}): LoadResult {
+  const raw = structuredClone(input);
+  const env = options.env ?? process.env;
+  const baseDir = options.baseDir ?? process.cwd();
+  const problems = options.problems ?? [];
+  const inline = Array.isArray(raw.providers) ? raw.providers : [];
+  inline.forEach((p, i) => {
+    if (isTree(p)) resolveSecretFiles(p, baseDir, (key, message) => problems.push({ path: formatPath(['providers', i, key]), message }));
+  });
+
+  const parsed = configSchema.safeParse(raw, { error: requiredMessage });
+  if (!parsed.success) problems.push(...toProblems(parsed.error.issues, (parts) => formatPath(parts)));
+
+  let dirProviders: ProviderConfig[] = [];
+  if (typeof raw.providers_dir === 'string') {
+    dirProviders = loadProvidersDir(path.resolve(baseDir, raw.providers_dir), env, problems);
+  }
+  if (!parsed.success) return { ok: false, problems };
+
+  const config = { ...parsed.data, providers: [...parsed.data.providers, ...dirProviders] };
+  problems.push(...crossCheck(config, parsed.data.providers.length));
+  if (problems.length > 0) return { ok: false, problems };
+  return { ok: true, config: deepFreeze(config) };
+}
+
+/** Like loadConfig, but throws a ConfigError listing every problem. */
+export function loadConfigOrThrow(options: LoadOptions = {}): Config {
+  const result = loadConfig(options);
+  if (!result.ok) throw new ConfigError(result.problems);
+  return result.config;
+}
+
+/**
+ * Reads one provider per `*.yaml` file (SPEC §2). The file name without `.yaml` is the default
+ * name; a different `name` is an error. Problems are reported as `providers_dir/acme.yaml: issuer`.
+ */
+export function loadProvidersDir(dir: string, env: NodeJS.ProcessEnv, problems: Problem[]): ProviderConfig[] {
+  let files: string[];
+  try {
+    files = readdirSync(dir)
+      .filter((f) => f.endsWith('.yaml') && !f.startsWith('.'))
+      .sort();
+  } catch (err) {
+    problems.push({ path: 'providers_dir', message: `cannot read ${dir}: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
+    return [];
+  }
+  const providers: ProviderConfig[] = [];
+  for (const file of files) {
+    const full = path.join(dir, file);
+    // Kubernetes ConfigMaps mount files as symlinks into a `..data` folder; follow them, skip folders.
+    if (!statSync(full, { throwIfNoEntry: false })?.isFile()) continue;
+    const label = `providers_dir/${file}`;
+    const at = (parts: readonly PropertyKey[]) => `${label}: ${parts.length === 0 ? '(file)' : formatPath(parts)}`;
+    const before = problems.length;
+    const parsedYaml = readYamlFile(full, label, problems);
+    if (problems.length > before) continue;
+    if (!isTree(parsedYaml)) {
+      problems.push({ path: label, message: 'expected a YAML mapping' });
+      continue;
+    }
+    const stem = file.slice(0, -'.yaml'.length);
+    const raw = substituteEnv(parsedYaml, [], env, problems, label) as Tree;
+    if (raw.name === undefined) raw.name = stem;
+    else if (raw.name !== stem) problems.push({ path: at(['name']), message: `must equal the file name (${stem}) or be left out` });
+    resolveSecretFiles(raw, dir, (key, message) => problems.push({ path: at([key]), message }));
+    const parsed = providerSchema.safeParse(raw, { error: requiredMessage });
+    if (parsed.success) providers.push(parsed.data);
+    else problems.push(...toProblems(parsed.error.issues, at));
+  }
+  return providers;
+}
+
+/** Checks that span the whole configuration, after each part is valid on its own. */
+function crossCheck(config: Config, inlineCount: number): Problem[] {
+  const problems: Problem[] = [];
+  if (config.providers.length === 0) {
+    problems.push({ path: 'providers', message: 'at least one provider is required (here or in providers_dir)' });
+  }
+  const names = new Set<string>();
+  config.providers.forEach((p, i) => {
+    if (names.has(p.name)) {
+      const where = i < inlineCount ? formatPath(['providers', i, 'name']) : `providers_dir/${p.name}.yaml: name`;
+      problems.push({ path: where, message: `duplicate provider name ${p.name}` });
+    }
+    names.add(p.name);
+  });
+  config.routes.forEach((r, i) => {
+    r.providers?.forEach((name, j) => {
+      if (!names.has(name)) problems.push({ path: formatPath(['routes', i, 'providers', j]), message: `unknown provider ${name}` });
+    });
+  });
+  return problems;
+}
+
+function readYamlFile(file: string, label: string, problems: Problem[]): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    problems.push({ path: label, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
+    return undefined;
+  }
+  try {
+    return parseYaml(text, { prettyErrors: false }) ?? {};
+  } catch (err) {
+    // Only the first line: the rest of yaml's message quotes the file, which may hold a secret.
+    const message = String((err as Error).message).split('\n')[0];
+    problems.push({ path: label, message: `YAML: ${message}` });
+    return undefined;
+  }
+}
+
+const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** Replaces `${NAME}` in every string of the tree; an unset NAME is a problem at that path. */
+function substituteEnv(value: unknown, at: PropertyKey[], env: NodeJS.ProcessEnv, problems: Problem[], label?: string): unknown {
+  if (typeof value === 'string') {
+    return value.replace(ENV_REF, (whole, name: string) => {
+      const v = env[name];
+      if (v === undefined) {
+        const where = label === undefined ? formatPath(at) : `${label}: ${formatPath(at)}`;
+        problems.push({ path: where, message: `environment variable ${name} is not set` });
+        return whole;
+      }
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, [...at, i], env, problems, label));
+  if (isTree(value)) {
+    const out: Tree = {};
+    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, [...at, k], env, problems, label);
+    return out;
+  }
+  return value;
+}
+
+/** Keys that hold a secret and so may instead be read from a file named by `<key>_file`. */
+const SECRET_KEYS = ['client_secret'] as const;
+
+function resolveSecretFiles(provider: Tree, baseDir: string, problem: (key: string, message: string) => void): void {
+  for (const key of SECRET_KEYS) {
+    const fileKey = `${key}_file`;
+    const file = provider[fileKey];
+    if (file === undefined) continue;
+    if (typeof file !== 'string' || file === '') {
+      problem(fileKey, 'expected a file path');
+      continue;
+    }
+    if (provider[key] !== undefined) {
+      problem(fileKey, `give ${key} or ${fileKey}, not both`);
+      continue;
+    }
+    try {
+      // A trailing newline is an artefact of `echo > file` or of the Secret's encoding, never part of the secret.
+      provider[key] = readFileSync(path.resolve(baseDir, file), 'utf8').replace(/\r?\n$/, '');
+      delete provider[fileKey];
+    } catch (err) {
+      problem(fileKey, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+  }
+}
+
+const nonEmpty = (v: string | undefined) => (v === undefined || v === '' ? undefined : v);
+
+/**
+ * The environment overrides the file (SPEC §1). With no file, TOLLGATE_ISSUER makes the single
+ * provider `default` (zero-file mode). With a file, the provider variables override the file's
+ * provider only when it has exactly one: with several, which one they meant would be a guess.
+ */
+function applyEnvironment(raw: Tree, env: NodeJS.ProcessEnv, fromFile: boolean, problems: Problem[]): void {
+  const listen = nonEmpty(env.TOLLGATE_LISTEN);
+  if (listen !== undefined) raw.listen = listen;
+  const adminListen = nonEmpty(env.TOLLGATE_ADMIN_LISTEN);
+  if (adminListen !== undefined) raw.admin_listen = adminListen;
+  const upstreamUrl = nonEmpty(env.TOLLGATE_UPSTREAM_URL);
+  if (upstreamUrl !== undefined) raw.upstream = { ...(isTree(raw.upstream) ? raw.upstream : {}), url: upstreamUrl };
+
+  const providerVars = {
+    issuer: nonEmpty(env.TOLLGATE_ISSUER),
+    introspection_endpoint: nonEmpty(env.TOLLGATE_INTROSPECTION_ENDPOINT),
+    client_id: nonEmpty(env.TOLLGATE_CLIENT_ID),
+    client_secret: nonEmpty(env.TOLLGATE_CLIENT_SECRET),
+  };
+  const given = Object.entries(providerVars).filter(([, v]) => v !== undefined) as [string, string][];
+  if (!fromFile) {
+    if (raw.upstream === undefined) {
+      problems.push({ path: 'TOLLGATE_UPSTREAM_URL', message: 'required without a configuration file (or give --config FILE)' });
+      raw.upstream = {};
+    }
+    if (providerVars.issuer === undefined) {
+      problems.push({ path: 'TOLLGATE_ISSUER', message: 'required without a configuration file (or give --config FILE)' });
+      return;
+    }
+    raw.providers = [{ name: 'default', ...Object.fromEntries(given) }];
+    return;
+  }
+  if (given.length === 0) return;
+  const inline = Array.isArray(raw.providers) ? raw.providers : [];
+  if (inline.length !== 1 || !isTree(inline[0])) {
+    for (const [key] of given) {
+      problems.push({ path: `TOLLGATE_${key.toUpperCase()}`, message: 'applies only to a configuration file with exactly one provider' });
+    }
+    return;
+  }
+  Object.assign(inline[0], Object.fromEntries(given));
+}
+
+function requiredMessage(issue: { code?: string; input?: unknown }): string | undefined {
+  if (issue.code === 'invalid_type' && issue.input === undefined) return 'required';
+  return undefined;
+}
+
+function toProblems(issues: readonly z.core.$ZodIssue[], at: (parts: readonly PropertyKey[]) => string): Problem[] {
+  const out: Problem[] = [];
+  for (const issue of issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) out.push({ path: at([...issue.path, key]), message: 'unknown key' });
+    } else {
+      out.push({ path: at(issue.path), message: issue.message });
+    }
+  }
+  return out;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,188 @@
+/**
+ * The configuration file's shape (SPEC §2): keys in their wire spelling, defaults, units.
+ * Validation is pure: a raw tree in, a typed configuration or a list of problems out. Reading
+ * files and the environment happens before, in load.ts; compiling for the request path after, in
+ * runtime.ts. `npm run schema` publishes this as JSON Schema for editors (config/tollgate.schema.json).
+ */
+import { z } from 'zod';
+
+const PROVIDER_NAME = /^[a-z0-9-]{1,40}$/;
+/** RFC 9110 §5.1 field-name (token). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+const seconds = (what: string) => z.number().nonnegative().describe(`${what} (seconds)`);
+const positiveInt = () => z.number().int().positive();
+
+export const AUTH_METHODS = [
+  'client_secret_basic',
+  'client_secret_post',
+  'private_key_jwt',
+  'tls_client_auth',
+  'self_signed_tls_client_auth',
+  'none',
+] as const;
+export type AuthMethod = (typeof AUTH_METHODS)[number];
+
+/** `host:port` or `[v6]:port`; port 0 asks the system for a free port (tests). */
+export const listenSchema = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^:[\]\s]+):\d{1,5}$/, 'expected host:port')
+  .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'port out of range');
+
+export const providerSchema = z
+  .strictObject({
+    name: z.string().regex(PROVIDER_NAME, 'expected [a-z0-9-]{1,40}').describe('Unique; used in metrics and X-Auth-Provider'),
+    issuer: z.url().describe('The issuer identifier; its metadata is discovered unless introspection_endpoint is set'),
+    introspection_endpoint: z.url().optional().describe('Skip discovery and introspect here (RFC 7662)'),
+    client_id: z.string().min(1),
+    client_secret: z.string().min(1).optional(),
+    client_secret_file: z.string().min(1).optional().describe('Read client_secret from this file (Kubernetes secret)'),
+    auth_method: z.enum(AUTH_METHODS).default('client_secret_basic'),
+    private_key_file: z.string().min(1).optional().describe('private_key_jwt: PEM or JWK (with kid)'),
+    signing_alg: z.string().min(1).optional().describe('private_key_jwt: JWS algorithm; default from the key'),
+    tls_cert_file: z.string().min(1).optional().describe('Client certificate for mutual TLS (RFC 8705)'),
+    tls_key_file: z.string().min(1).optional(),
+    ca_file: z.string().min(1).optional().describe('Extra CA certificates trusted for this provider only'),
+    introspection_response: z.enum(['json', 'jwt']).default('json').describe('jwt: require a signed answer (RFC 9701)'),
+    introspection_signing_alg: z.string().min(1).optional(),
+    audience: z
+      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+      .transform((v) => (typeof v === 'string' ? [v] : v))
+      .optional()
+      .describe("The token's aud must contain one of these"),
+    timeout_ms: positiveInt().default(2000).describe('Introspection deadline (milliseconds)'),
+    max_concurrency: positiveInt().default(32).describe('Introspection calls in flight to this provider'),
+    queue_timeout_ms: z.number().int().nonnegative().default(1000).describe('Wait for a call slot, then 503 (milliseconds)'),
+    circuit_breaker: z
+      .strictObject({
+        failures: positiveInt().default(5).describe('Consecutive failures that open the breaker'),
+        max_pause_s: positiveInt().default(30).describe('Longest pause; starts at 1 s and doubles (seconds)'),
+      })
+      .default({ failures: 5, max_pause_s: 30 }),
+    allow_http: z.boolean().default(false).describe('Accept an http:// issuer or endpoint on a non-loopback host'),
+  })
+  .superRefine((p, ctx) => {
+    const problem = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    for (const key of ['issuer', 'introspection_endpoint'] as const) {
+      const value = p[key];
+      if (typeof value === 'string' && URL.canParse(value)) {
+        const url = new URL(value);
+        if (url.protocol === 'http:' && !p.allow_http && !isLoopbackHost(url.hostname)) {
+          problem(key, 'http:// is accepted only for loopback hosts unless allow_http is true');
+        } else if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+          problem(key, 'expected an https:// URL');
+        }
+      }
+    }
+    const needsSecret = p.auth_method === 'client_secret_basic' || p.auth_method === 'client_secret_post';
+    if (needsSecret && p.client_secret === undefined) problem('client_secret', `required with auth_method ${p.auth_method}`);
+    if (p.auth_method === 'private_key_jwt' && p.private_key_file === undefined) {
+      problem('private_key_file', 'required with auth_method private_key_jwt');
+    }
+    if (p.auth_method === 'tls_client_auth' || p.auth_method === 'self_signed_tls_client_auth') {
+      if (p.tls_cert_file === undefined) problem('tls_cert_file', `required with auth_method ${p.auth_method}`);
+      if (p.tls_key_file === undefined) problem('tls_key_file', `required with auth_method ${p.auth_method}`);
+    }
+    if ((p.tls_cert_file === undefined) !== (p.tls_key_file === undefined)) {
+      problem(p.tls_cert_file === undefined ? 'tls_cert_file' : 'tls_key_file', 'tls_cert_file and tls_key_file go together');
+    }
+    if (p.introspection_signing_alg !== undefined && p.introspection_response !== 'jwt') {
+      problem('introspection_signing_alg', 'only with introspection_response: jwt');
+    }
+  });
+
+const routeSchema = z
+  .strictObject({
+    match: z
+      .strictObject({
+        path_prefix: z.string().startsWith('/', 'expected a path starting with /').optional(),
+        host: z.string().min(1).optional().describe('Compared case-insensitively, without the port'),
+        methods: z.array(z.string().regex(METHOD, 'expected an HTTP method')).min(1).optional(),
+      })
+      .default({}),
+    public: z.boolean().default(false).describe('No token needed; spoofed identity headers are still removed'),
+    scopes: z.array(z.string().min(1)).default([]).describe("All of these must be in the token's scope"),
+    providers: z.array(z.string().regex(PROVIDER_NAME, 'expected a provider name')).min(1).optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.public && r.scopes.length > 0) ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'a public route takes no scopes' });
+    if (r.public && r.providers !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['providers'], message: 'a public route takes no providers' });
+    }
+  });
+
+export const DEFAULT_CLAIM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  'X-Auth-Subject': 'sub',
+  'X-Auth-Client-Id': 'client_id',
+  'X-Auth-Scope': 'scope',
+  'X-Auth-Username': 'username',
+  'X-Auth-Issuer': 'iss',
+  'X-Auth-Expires-At': 'exp',
+});
+
+const headerName = () => z.string().regex(HEADER_NAME, 'expected an HTTP header name');
+
+const tokenSource = z.union([z.literal('header'), z.literal('query'), z.string().regex(/^cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected header, query or cookie:NAME')]);
+
+export const configSchema = z
+  .strictObject({
+    listen: listenSchema.default('0.0.0.0:7080'),
+    admin_listen: listenSchema.default('0.0.0.0:7081'),
+    upstream: z.strictObject({
+      url: z.url().refine((v) => /^https?:$/.test(new URL(v).protocol), 'expected an http:// or https:// URL'),
+      timeout_ms: positiveInt().default(30000).describe("Until the upstream's response headers (milliseconds)"),
+    }),
+    providers: z.array(providerSchema).default([]),
+    providers_dir: z.string().min(1).optional().describe('One provider per *.yaml file, reloaded live'),
+    provider_header: headerName().nullable().default(null).describe('Names the provider of an opaque token, e.g. X-Tenant'),
+    cache: z
+      .strictObject({
+        ttl_s: seconds('Longest time an active answer is reused').default(60),
+        negative_ttl_s: seconds('How long an inactive answer is reused').default(5),
+        max_entries: positiveInt().default(100000),
+        stale_if_error_s: seconds('How long past its TTL an answer may serve while the provider fails; 0 = fail closed').default(0),
+        refresh_ahead_s: seconds('A cached answer used this close to its end is refreshed in the background').default(5),
+      })
+      .default({ ttl_s: 60, negative_ttl_s: 5, max_entries: 100000, stale_if_error_s: 0, refresh_ahead_s: 5 }),
+    clock_skew_s: seconds('Tolerance for exp and nbf').default(30),
+    token_sources: z.array(tokenSource).min(1).default(['header']),
+    routes: z.array(routeSchema).default([]).describe('First match wins; no match: any allowed provider, no scope'),
+    headers: z
+      .strictObject({
+        claims: z.record(headerName(), z.string().min(1)).optional().describe('header: claim; replaces the default map'),
+        provider: headerName().nullable().default('X-Auth-Provider'),
+        claims_json: headerName().nullable().default(null).describe('base64url JSON of the whole answer'),
+        strip_prefixes: z.array(headerName()).default(['X-Auth-']),
+        forward_authorization: z.boolean().default(false),
+      })
+      .default({ provider: 'X-Auth-Provider', claims_json: null, strip_prefixes: ['X-Auth-'], forward_authorization: false }),
+    access_log: z.boolean().default(true),
+    shutdown: z
+      .strictObject({
+        drain_delay_s: seconds('Requests still served after SIGTERM while endpoints are removed').default(5),
+        timeout_s: seconds('Longest wait for in-flight requests').default(25),
+      })
+      .default({ drain_delay_s: 5, timeout_s: 25 }),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Map<string, number>();
+    c.providers?.forEach((p, i) => {
+      if (typeof p?.name !== 'string') return;
+      const first = seen.get(p.name);
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['providers', i, 'name'], message: `duplicate of providers[${first}].name` });
+      } else {
+        seen.set(p.name, i);
+      }
+    });
+  });
+
+export type ProviderConfig = z.output<typeof providerSchema>;
+export type RouteConfig = z.output<typeof routeSchema>;
+export type Config = z.output<typeof configSchema>;
+
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.toLowerCase();
+  return host === 'localhost' || host === '[::1]' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host);
+}

@@ -1,0 +1,114 @@
+/**
+ * Every refusal tollgate can give, in one table (SPEC §4). A code is never renamed or reused:
+ * callers switch on `err.code`, the access log and metrics read the table, and the README's error
+ * table is checked against it by a test.
+ */
+
+export type ErrorCode =
+  | 'missing_token'
+  | 'invalid_request'
+  | 'invalid_token'
+  | 'insufficient_scope'
+  | 'temporarily_unavailable'
+  | 'bad_gateway'
+  | 'gateway_timeout';
+
+/** The fixed vocabulary of `tollgate_requests_total{outcome}` (SPEC §5). */
+export type Outcome =
+  | 'allowed'
+  | 'public'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'bad_request'
+  | 'provider_unavailable'
+  | 'upstream_error';
+
+export interface ErrorKind {
+  readonly status: number;
+  readonly outcome: Outcome;
+  /**
+   * The RFC 6750 §3 `error` attribute of the `WWW-Authenticate` challenge: `null` for a bare
+   * challenge (no token at all, RFC 6750 §3.1), `undefined` for no challenge.
+   */
+  readonly challenge: string | null | undefined;
+}
+
+export const ERRORS: Readonly<Record<ErrorCode, ErrorKind>> = Object.freeze({
+  missing_token: { status: 401, outcome: 'unauthenticated', challenge: null },
+  invalid_request: { status: 400, outcome: 'bad_request', challenge: 'invalid_request' },
+  invalid_token: { status: 401, outcome: 'unauthenticated', challenge: 'invalid_token' },
+  insufficient_scope: { status: 403, outcome: 'forbidden', challenge: 'insufficient_scope' },
+  temporarily_unavailable: { status: 503, outcome: 'provider_unavailable', challenge: undefined },
+  bad_gateway: { status: 502, outcome: 'upstream_error', challenge: undefined },
+  gateway_timeout: { status: 504, outcome: 'upstream_error', challenge: undefined },
+});
+
+export interface TollgateErrorOptions {
+  /** `insufficient_scope`: the scopes the route requires (RFC 6750 §3 `scope` attribute). */
+  scope?: string;
+  /** 503: seconds for `Retry-After`; default 1. */
+  retryAfterS?: number;
+  /**
+   * `invalid_request`: whether the problem is with the token (two tokens), so the answer carries
+   * a Bearer challenge; a malformed path does not. Default true.
+   */
+  challenge?: boolean;
+  cause?: unknown;
+}
+
+/**
+ * The one error class. `description` is a fixed, human-readable sentence chosen by tollgate:
+ * never built from a token, a header value or a provider's answer, so it is safe to send and log.
+ */
+export class TollgateError extends Error {
+  readonly code: ErrorCode;
+  readonly description: string;
+  readonly scope: string | undefined;
+  readonly retryAfterS: number;
+  readonly challenge: boolean;
+
+  constructor(code: ErrorCode, description: string, options: TollgateErrorOptions = {}) {
+    super(`${code}: ${description}`, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TollgateError';
+    this.code = code;
+    this.description = description;
+    this.scope = options.scope;
+    this.retryAfterS = options.retryAfterS ?? 1;
+    this.challenge = options.challenge ?? true;
+  }
+
+  get kind(): ErrorKind {
+    return ERRORS[this.code];
+  }
+}
+
+export function isTollgateError(err: unknown): err is TollgateError {
+  return err instanceof TollgateError;
+}
+
+const REALM = 'Bearer realm="tollgate"';
+
+/** RFC 7230 quoted-string: only `"` and `\` need escaping; descriptions are plain ASCII. */
+function quote(value: string): string {
+  return `"${value.replace(/["\\]/g, '\\$&')}"`;
+}
+
+/** The headers and body of a refusal, exactly as SPEC §4 prescribes. */
+export function renderError(err: TollgateError): { status: number; headers: Record<string, string>; body: string } {
+  const kind = err.kind;
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+  };
+  if (kind.challenge === null) {
+    headers['www-authenticate'] = REALM;
+  } else if (kind.challenge !== undefined && err.challenge) {
+    let challenge = `${REALM}, error=${quote(kind.challenge)}, error_description=${quote(err.description)}`;
+    if (err.scope !== undefined) challenge += `, scope=${quote(err.scope)}`;
+    headers['www-authenticate'] = challenge;
+  }
+  if (kind.status === 503) headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterS)));
+  const body = JSON.stringify({ error: err.code, error_description: err.description });
+  headers['content-length'] = String(Buffer.byteLength(body));
+  return { status: kind.status, headers, body };
+}

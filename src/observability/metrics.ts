@@ -1,0 +1,106 @@
+/**
+ * Every metric tollgate exports, in one place (SPEC §5). Label values are closed unions or
+ * configured provider names, never a token, path or subject. Each app owns its registry, so
+ * several instances (tests) never share counters.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Outcome } from '../errors.js';
+
+export type CacheResult = 'hit' | 'miss' | 'coalesced' | 'stale';
+export type IntrospectionResult = 'active' | 'inactive' | 'error';
+export type ReloadResult = 'success' | 'failure';
+
+/** Sidecar latencies: a hit costs well under a millisecond, a provider call tens of them. */
+const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly requests: Counter<'outcome' | 'provider'>;
+  readonly requestDuration: Histogram<'outcome'>;
+  readonly introspections: Counter<'provider' | 'result'>;
+  readonly introspectionDuration: Histogram<'provider'>;
+  readonly cacheLookups: Counter<'result'>;
+  readonly cacheEntries: Gauge;
+  readonly upstreamDuration: Histogram<'status_class'>;
+  readonly configReloads: Counter<'result'>;
+  readonly circuitOpen: Gauge<'provider'>;
+}
+
+export interface MetricsOptions {
+  /** Reads the cache's size when scraped, so the hot path never updates a gauge. */
+  cacheSize?: () => number;
+  /** Node process metrics (prefix `tollgate_`); default true. */
+  processMetrics?: boolean;
+}
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const cacheSize = options.cacheSize;
+  const metrics: Metrics = {
+    registry,
+    requests: new Counter({
+      name: 'tollgate_requests_total',
+      help: 'Requests handled, by outcome and by the provider that vouched (none where no provider was chosen)',
+      labelNames: ['outcome', 'provider'],
+      registers,
+    }),
+    requestDuration: new Histogram({
+      name: 'tollgate_request_duration_seconds',
+      help: 'Time from request to response headers sent, by outcome',
+      labelNames: ['outcome'],
+      buckets: LATENCY_BUCKETS_S,
+      registers,
+    }),
+    introspections: new Counter({
+      name: 'tollgate_introspection_requests_total',
+      help: 'Introspection calls made to providers, by result',
+      labelNames: ['provider', 'result'],
+      registers,
+    }),
+    introspectionDuration: new Histogram({
+      name: 'tollgate_introspection_duration_seconds',
+      help: 'Duration of introspection calls',
+      labelNames: ['provider'],
+      buckets: LATENCY_BUCKETS_S,
+      registers,
+    }),
+    cacheLookups: new Counter({
+      name: 'tollgate_cache_lookups_total',
+      help: 'Cache lookups, one per request that needs an answer',
+      labelNames: ['result'],
+      registers,
+    }),
+    cacheEntries: new Gauge({
+      name: 'tollgate_cache_entries',
+      help: 'Introspection answers held in the cache',
+      registers,
+      collect() {
+        if (cacheSize) this.set(cacheSize());
+      },
+    }),
+    upstreamDuration: new Histogram({
+      name: 'tollgate_upstream_duration_seconds',
+      help: 'Time until the upstream answered with headers, by status class',
+      labelNames: ['status_class'],
+      buckets: LATENCY_BUCKETS_S,
+      registers,
+    }),
+    configReloads: new Counter({
+      name: 'tollgate_config_reloads_total',
+      help: 'Provider configuration reloads, by result',
+      labelNames: ['result'],
+      registers,
+    }),
+    circuitOpen: new Gauge({
+      name: 'tollgate_provider_circuit_open',
+      help: "1 while a provider's circuit breaker is open",
+      labelNames: ['provider'],
+      registers,
+    }),
+  };
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'tollgate_' });
+  return metrics;
+}
+
+export type { Outcome };

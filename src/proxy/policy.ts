@@ -1,0 +1,53 @@
+/**
+ * SPEC §3.5: the checks on a provider's answer. Pure: no I/O, no clock of its own. They run on
+ * every request, cached answer or not, so an answer fetched for one route never satisfies
+ * another route's scopes.
+ */
+import { TollgateError } from '../errors.js';
+import { claim, type Answer } from './answer.js';
+
+export interface PolicyProvider {
+  readonly issuer: string;
+  /** The token's `aud` must contain one of these, when given. */
+  readonly audience: readonly string[] | undefined;
+}
+
+export interface PolicyRoute {
+  readonly scopes: readonly string[];
+  readonly scopeText: string;
+}
+
+const invalid = (description: string) => new TollgateError('invalid_token', description);
+
+const REFRESH_TOKEN_TYPES = new Set(['refresh_token', 'urn:ietf:params:oauth:token-type:refresh_token']);
+
+export function checkPolicy(answer: Answer, provider: PolicyProvider, route: PolicyRoute, nowS: number, skewS: number): void {
+  if (claim(answer, 'active') !== true) throw invalid('the token is not active');
+  const exp = claim(answer, 'exp');
+  const nbf = claim(answer, 'nbf');
+  const iss = claim(answer, 'iss');
+  const aud = claim(answer, 'aud');
+  const tokenType = claim(answer, 'token_type');
+  if (exp !== undefined && (typeof exp !== 'number' || exp + skewS <= nowS)) throw invalid('the token has expired');
+  if (nbf !== undefined && (typeof nbf !== 'number' || nbf - skewS > nowS)) throw invalid('the token is not yet valid');
+  if (iss !== undefined && iss !== provider.issuer) throw invalid('the token was issued by another issuer');
+  if (provider.audience !== undefined && !audienceMatches(aud, provider.audience)) {
+    throw invalid('the token is not meant for this audience');
+  }
+  if (typeof tokenType === 'string' && REFRESH_TOKEN_TYPES.has(tokenType.toLowerCase())) {
+    throw invalid('a refresh token is not an access token');
+  }
+  // RFC 7800 / RFC 8705 / RFC 9449: a sender-constrained token proves nothing when presented bare.
+  if (claim(answer, 'cnf') !== undefined) throw invalid('the token is sender-constrained and cannot be used as a bearer token');
+  for (const scope of route.scopes) {
+    if (!answer.scopes.has(scope)) {
+      throw new TollgateError('insufficient_scope', 'the token lacks a scope this route requires', { scope: route.scopeText });
+    }
+  }
+}
+
+function audienceMatches(aud: unknown, accepted: readonly string[]): boolean {
+  if (typeof aud === 'string') return accepted.includes(aud);
+  if (Array.isArray(aud)) return aud.some((a) => typeof a === 'string' && accepted.includes(a));
+  return false;
+}

@@ -1,0 +1,87 @@
+/**
+ * The HTTP client openid-client uses to talk to one provider (its `customFetch`): undici with a
+ * connection pool of its own, a deadline for the whole exchange, no redirects, and an answer
+ * capped at 64 KiB (SPEC §3.4). A provider can be slow, wrong or hostile; none of that may cost
+ * tollgate more than this.
+ */
+import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
+import type { CustomFetch } from 'openid-client';
+
+/** SPEC §3.4: larger answers are failures, measured after transfer decoding. */
+export const MAX_ANSWER_BYTES = 65_536;
+
+export class ProviderHttpError extends Error {
+  readonly code: 'answer_too_large' | 'timeout';
+  constructor(code: ProviderHttpError['code'], message: string) {
+    super(message);
+    this.name = 'ProviderHttpError';
+    this.code = code;
+  }
+}
+
+export interface ProviderFetchOptions {
+  /** Deadline for one exchange, headers and body (milliseconds). */
+  timeoutMs: number;
+  /** Connections kept to this provider. */
+  connections: number;
+  /** TLS options for the connection (private CA, client certificate). */
+  tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
+}
+
+export interface ProviderFetch {
+  readonly fetch: CustomFetch;
+  readonly dispatcher: Dispatcher;
+  close(): Promise<void>;
+}
+
+export function createProviderFetch(options: ProviderFetchOptions): ProviderFetch {
+  const agent = new Agent({
+    connections: options.connections,
+    keepAliveTimeout: 30_000,
+    connect: { timeout: options.timeoutMs, ...options.tls },
+  });
+
+  const boundedFetch: CustomFetch = async (url, init) => {
+    const deadline = AbortSignal.timeout(options.timeoutMs);
+    const signal = init.signal ? AbortSignal.any([init.signal, deadline]) : deadline;
+    try {
+      const response = await undiciFetch(url, {
+        method: init.method,
+        headers: init.headers as Record<string, string>,
+        body: init.body as string | undefined,
+        redirect: 'manual',
+        signal,
+        dispatcher: agent,
+      });
+      const body = await readCapped(response.body, MAX_ANSWER_BYTES);
+      return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers as unknown as Headers });
+    } catch (err) {
+      if (deadline.aborted) throw new ProviderHttpError('timeout', `no complete answer within ${options.timeoutMs} ms`);
+      throw err;
+    }
+  };
+
+  return {
+    fetch: boundedFetch,
+    dispatcher: agent,
+    close: () => agent.close(),
+  };
+}
+
+async function readCapped(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array | null> {
+  if (body === null) return null;
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      throw new ProviderHttpError('answer_too_large', `answer larger than ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size);
+}

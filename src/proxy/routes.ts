@@ -1,0 +1,134 @@
+/**
+ * SPEC §3.1 and the routes of §2: the request target is normalised once, routes are compiled once
+ * per configuration, and matching is a short loop over precomputed fields.
+ */
+import { TollgateError } from '../errors.js';
+
+export interface Target {
+  /** The normalised path: matched against routes and forwarded exactly so. */
+  readonly path: string;
+  /** `?…` as received (empty when none). */
+  readonly query: string;
+}
+
+const badPath = (description: string) => new TollgateError('invalid_request', description, { challenge: false });
+
+/** RFC 3986 §2.3 unreserved characters, which are decoded (they mean the same either way). */
+const UNRESERVED = new Uint8Array(128);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~') UNRESERVED[c.charCodeAt(0)] = 1;
+
+const hexValue = (code: number): number => {
+  if (code >= 48 && code <= 57) return code - 48;
+  const lower = code | 0x20;
+  if (lower >= 97 && lower <= 102) return lower - 87;
+  return -1;
+};
+
+/**
+ * Splits the request target and normalises its path: percent-encoded unreserved characters are
+ * decoded, other escapes kept (upper-cased), dot-segments resolved (RFC 3986 §5.2.4). Refused with
+ * 400: an absolute-form or asterisk target, an encoded `/`, `\` or NUL, a raw `\` (which some
+ * servers read as `/`), a broken escape, a dot-segment disguised with `;parameters` (`..;/`, which
+ * servlet containers resolve), and a path that climbs above the root.
+ */
+export function normalizeTarget(url: string): Target {
+  if (url.charCodeAt(0) !== 47 /* / */) {
+    throw new TollgateError('invalid_request', 'the request target must be a path (origin-form)', { challenge: false });
+  }
+  const q = url.indexOf('?');
+  const rawPath = q === -1 ? url : url.slice(0, q);
+  const query = q === -1 ? '' : url.slice(q);
+  // Fast path: most paths need no work at all.
+  if (rawPath.indexOf('%') === -1 && rawPath.indexOf('/.') === -1 && rawPath.indexOf('\\') === -1) {
+    return { path: rawPath, query };
+  }
+  return { path: removeDotSegments(decodeUnreserved(rawPath)), query };
+}
+
+function decodeUnreserved(raw: string): string {
+  let out = '';
+  let start = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c === 92 /* \ */) throw badPath('a backslash in the path');
+    if (c !== 37 /* % */) continue;
+    const hi = hexValue(raw.charCodeAt(i + 1));
+    const lo = hexValue(raw.charCodeAt(i + 2));
+    if (hi < 0 || lo < 0) throw badPath('a malformed percent-encoding in the path');
+    const byte = hi * 16 + lo;
+    if (byte === 0x2f || byte === 0x5c || byte === 0) throw badPath('an encoded slash, backslash or NUL in the path');
+    out += raw.slice(start, i);
+    out += byte < 128 && UNRESERVED[byte] === 1 ? String.fromCharCode(byte) : `%${raw.slice(i + 1, i + 3).toUpperCase()}`;
+    start = i + 3;
+    i += 2;
+  }
+  return out + raw.slice(start);
+}
+
+function removeDotSegments(path: string): string {
+  const input = path.split('/');
+  const output: string[] = [];
+  // input[0] is the empty string before the leading slash.
+  for (let i = 1; i < input.length; i++) {
+    const segment = input[i]!;
+    const last = i === input.length - 1;
+    if (segment === '.' || segment === '..') {
+      if (segment === '..') {
+        if (output.length === 0) throw badPath('the path climbs above the root');
+        output.pop();
+      }
+      if (last) output.push(''); // `/a/b/..` → `/a/`
+      continue;
+    }
+    const semicolon = segment.indexOf(';');
+    if (semicolon !== -1) {
+      const bare = segment.slice(0, semicolon);
+      if (bare === '.' || bare === '..') throw badPath('a dot-segment with parameters in the path');
+    }
+    output.push(segment);
+  }
+  return `/${output.join('/')}`;
+}
+
+export interface CompiledRoute<A> {
+  /** 0-based index in `routes`; null for the implicit route that applies when none matches. */
+  readonly index: number | null;
+  readonly host: string | undefined;
+  readonly pathPrefix: string | undefined;
+  readonly methods: ReadonlySet<string> | undefined;
+  readonly public: boolean;
+  readonly scopes: readonly string[];
+  /** RFC 6750 `scope` attribute of an insufficient_scope challenge. */
+  readonly scopeText: string;
+  /** Providers that may vouch for a token here. */
+  readonly providers: A;
+}
+
+/** `Host` without its port, lower-cased. */
+export function hostOf(hostHeader: string | undefined): string {
+  if (hostHeader === undefined) return '';
+  const bracket = hostHeader.lastIndexOf(']');
+  const colon = hostHeader.lastIndexOf(':');
+  const bare = colon > bracket ? hostHeader.slice(0, colon) : hostHeader;
+  return bare.toLowerCase();
+}
+
+/**
+ * First match wins. `path_prefix` is a plain string prefix, as in Envoy: `/admin` also covers
+ * `/admin;x` and `/administrators`, which errs on the side of protecting more.
+ */
+export function matchRoute<A>(
+  routes: readonly CompiledRoute<A>[],
+  fallback: CompiledRoute<A>,
+  method: string,
+  host: string,
+  path: string,
+): CompiledRoute<A> {
+  for (const route of routes) {
+    if (route.host !== undefined && route.host !== host) continue;
+    if (route.pathPrefix !== undefined && !path.startsWith(route.pathPrefix)) continue;
+    if (route.methods !== undefined && !route.methods.has(method)) continue;
+    return route;
+  }
+  return fallback;
+}

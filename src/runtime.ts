@@ -1,0 +1,68 @@
+/**
+ * A configuration compiled for the request path: routes with their providers resolved and
+ * indexed, the header plan, the token sources. Built once per load and frozen; each request reads
+ * the current runtime once, so a reload never shows a request half of two configurations.
+ */
+import type { Config } from './config/schema.js';
+import { compileHeaderPlan, type HeaderPlan } from './proxy/headers.js';
+import type { Provider } from './proxy/providers.js';
+import type { CompiledRoute } from './proxy/routes.js';
+import { indexProviders, type AllowedProviders } from './proxy/select.js';
+import { compileTokenSources, type TokenSource } from './proxy/token.js';
+
+export type Route = CompiledRoute<AllowedProviders<Provider>>;
+
+export interface Runtime {
+  readonly config: Config;
+  readonly providers: ReadonlyMap<string, Provider>;
+  readonly routes: readonly Route[];
+  /** The route of a request no configured route matches: any provider, no scope. */
+  readonly fallback: Route;
+  readonly headerPlan: HeaderPlan;
+  readonly tokenSources: readonly TokenSource[];
+  /** Lower-cased `provider_header`, or null. */
+  readonly providerHeader: string | null;
+}
+
+/** `providers` holds one started provider per entry of `config.providers`. */
+export function compileRuntime(config: Config, providers: ReadonlyMap<string, Provider>): Runtime {
+  const lookup = (name: string): Provider => {
+    const p = providers.get(name);
+    if (p === undefined) throw new Error(`provider ${name} is not started`); // load.ts checked the names
+    return p;
+  };
+  const all = config.providers.map((p) => lookup(p.name));
+  const everyProvider = indexProviders(all);
+  const routes = config.routes.map(
+    (r, index): Route =>
+      Object.freeze({
+        index,
+        host: r.match.host?.toLowerCase(),
+        pathPrefix: r.match.path_prefix,
+        methods: r.match.methods ? new Set(r.match.methods.map((m) => m.toUpperCase())) : undefined,
+        public: r.public,
+        scopes: Object.freeze([...r.scopes]),
+        scopeText: r.scopes.join(' '),
+        providers: r.providers ? indexProviders(r.providers.map(lookup)) : everyProvider,
+      }),
+  );
+  const fallback: Route = Object.freeze({
+    index: null,
+    host: undefined,
+    pathPrefix: undefined,
+    methods: undefined,
+    public: false,
+    scopes: Object.freeze([]),
+    scopeText: '',
+    providers: everyProvider,
+  });
+  return Object.freeze({
+    config,
+    providers,
+    routes: Object.freeze(routes),
+    fallback,
+    headerPlan: compileHeaderPlan(config.headers),
+    tokenSources: compileTokenSources(config.token_sources),
+    providerHeader: config.provider_header?.toLowerCase() ?? null,
+  });
+}
