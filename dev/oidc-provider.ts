@@ -73,7 +73,8 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
   provider.on('server_error', () => {});
   server.on('request', provider.callback());
 
-  const basic = (id: string, secret: string) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+  const basic = (id: string, secret: string) =>
+    `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 
   return {
     issuer,
@@ -85,7 +86,8 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
         body: new URLSearchParams({ grant_type: 'client_credentials', scope }),
       });
       const body = (await res.json()) as { access_token?: string; error?: string; error_description?: string };
-      if (!res.ok || body.access_token === undefined) throw new Error(`token request failed: ${res.status} ${body.error} ${body.error_description}`);
+      if (!res.ok || body.access_token === undefined)
+        throw new Error(`token request failed: ${res.status} ${body.error} ${body.error_description}`);
       return body.access_token;
     },
     async revokeToken(token, clientId = APP_CLIENT.client_id, clientSecret = APP_CLIENT.client_secret) {

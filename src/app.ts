@@ -66,7 +66,8 @@ export async function startApp(options: AppOptions): Promise<App> {
   proxy.on('checkContinue', (req, res) => void handle(req, res, true));
   proxy.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     // Node's parser refused the request (smuggling attempts among them): plain 400, then close.
-    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    if (socket.writable && err.code !== 'ECONNRESET')
+      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     else socket.destroy();
   });
 

@@ -49,7 +49,9 @@ async function main(argv: string[]): Promise<number> {
 
   const result = loadConfig({ configPath: values.config });
   if (!result.ok) {
-    process.stderr.write(`tollgate: invalid configuration (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}):\n${formatProblems(result.problems)}\n`);
+    process.stderr.write(
+      `tollgate: invalid configuration (${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}):\n${formatProblems(result.problems)}\n`,
+    );
     return 1;
   }
   const config = result.config;

@@ -15,13 +15,7 @@ export type ErrorCode =
 
 /** The fixed vocabulary of `tollgate_requests_total{outcome}` (SPEC §5). */
 export type Outcome =
-  | 'allowed'
-  | 'public'
-  | 'unauthenticated'
-  | 'forbidden'
-  | 'bad_request'
-  | 'provider_unavailable'
-  | 'upstream_error';
+  'allowed' | 'public' | 'unauthenticated' | 'forbidden' | 'bad_request' | 'provider_unavailable' | 'upstream_error';
 
 export interface ErrorKind {
   readonly status: number;

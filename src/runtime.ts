@@ -33,18 +33,17 @@ export function compileRuntime(config: Config, providers: ReadonlyMap<string, Pr
   };
   const all = config.providers.map((p) => lookup(p.name));
   const everyProvider = indexProviders(all);
-  const routes = config.routes.map(
-    (r, index): Route =>
-      Object.freeze({
-        index,
-        host: r.match.host?.toLowerCase(),
-        pathPrefix: r.match.path_prefix,
-        methods: r.match.methods ? new Set(r.match.methods.map((m) => m.toUpperCase())) : undefined,
-        public: r.public,
-        scopes: Object.freeze([...r.scopes]),
-        scopeText: r.scopes.join(' '),
-        providers: r.providers ? indexProviders(r.providers.map(lookup)) : everyProvider,
-      }),
+  const routes = config.routes.map((r, index): Route =>
+    Object.freeze({
+      index,
+      host: r.match.host?.toLowerCase(),
+      pathPrefix: r.match.path_prefix,
+      methods: r.match.methods ? new Set(r.match.methods.map((m) => m.toUpperCase())) : undefined,
+      public: r.public,
+      scopes: Object.freeze([...r.scopes]),
+      scopeText: r.scopes.join(' '),
+      providers: r.providers ? indexProviders(r.providers.map(lookup)) : everyProvider,
+    }),
   );
   const fallback: Route = Object.freeze({
     index: null,

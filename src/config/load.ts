@@ -88,7 +88,8 @@ export function validateConfig(input: Tree, options: ValidateOptions = {}): Load
   const problems = options.problems ?? [];
   const inline = Array.isArray(raw.providers) ? raw.providers : [];
   inline.forEach((p, i) => {
-    if (isTree(p)) resolveSecretFiles(p, baseDir, (key, message) => problems.push({ path: formatPath(['providers', i, key]), message }));
+    if (isTree(p))
+      resolveSecretFiles(p, baseDir, (key, message) => problems.push({ path: formatPath(['providers', i, key]), message }));
   });
 
   const parsed = configSchema.safeParse(raw, { error: requiredMessage });
@@ -144,7 +145,8 @@ export function loadProvidersDir(dir: string, env: NodeJS.ProcessEnv, problems: 
     const stem = file.slice(0, -'.yaml'.length);
     const raw = substituteEnv(parsedYaml, [], env, problems, label) as Tree;
     if (raw.name === undefined) raw.name = stem;
-    else if (raw.name !== stem) problems.push({ path: at(['name']), message: `must equal the file name (${stem}) or be left out` });
+    else if (raw.name !== stem)
+      problems.push({ path: at(['name']), message: `must equal the file name (${stem}) or be left out` });
     resolveSecretFiles(raw, dir, (key, message) => problems.push({ path: at([key]), message }));
     const parsed = providerSchema.safeParse(raw, { error: requiredMessage });
     if (parsed.success) providers.push(parsed.data);
@@ -169,7 +171,8 @@ function crossCheck(config: Config, inlineCount: number): Problem[] {
   });
   config.routes.forEach((r, i) => {
     r.providers?.forEach((name, j) => {
-      if (!names.has(name)) problems.push({ path: formatPath(['routes', i, 'providers', j]), message: `unknown provider ${name}` });
+      if (!names.has(name))
+        problems.push({ path: formatPath(['routes', i, 'providers', j]), message: `unknown provider ${name}` });
     });
   });
   return problems;
@@ -281,7 +284,10 @@ function applyEnvironment(raw: Tree, env: NodeJS.ProcessEnv, fromFile: boolean, 
   const inline = Array.isArray(raw.providers) ? raw.providers : [];
   if (inline.length !== 1 || !isTree(inline[0])) {
     for (const [key] of given) {
-      problems.push({ path: `TOLLGATE_${key.toUpperCase()}`, message: 'applies only to a configuration file with exactly one provider' });
+      problems.push({
+        path: `TOLLGATE_${key.toUpperCase()}`,
+        message: 'applies only to a configuration file with exactly one provider',
+      });
     }
     return;
   }

@@ -106,7 +106,8 @@ const routeSchema = z
     providers: z.array(z.string().regex(PROVIDER_NAME, 'expected a provider name')).min(1).optional(),
   })
   .superRefine((r, ctx) => {
-    if (r.public && r.scopes.length > 0) ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'a public route takes no scopes' });
+    if (r.public && r.scopes.length > 0)
+      ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'a public route takes no scopes' });
     if (r.public && r.providers !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['providers'], message: 'a public route takes no providers' });
     }
@@ -123,7 +124,11 @@ export const DEFAULT_CLAIM_HEADERS: Readonly<Record<string, string>> = Object.fr
 
 const headerName = () => z.string().regex(HEADER_NAME, 'expected an HTTP header name');
 
-const tokenSource = z.union([z.literal('header'), z.literal('query'), z.string().regex(/^cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected header, query or cookie:NAME')]);
+const tokenSource = z.union([
+  z.literal('header'),
+  z.literal('query'),
+  z.string().regex(/^cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected header, query or cookie:NAME'),
+]);
 
 export const configSchema = z
   .strictObject({
@@ -141,7 +146,9 @@ export const configSchema = z
         ttl_s: seconds('Longest time an active answer is reused').default(60),
         negative_ttl_s: seconds('How long an inactive answer is reused').default(5),
         max_entries: positiveInt().default(100000),
-        stale_if_error_s: seconds('How long past its TTL an answer may serve while the provider fails; 0 = fail closed').default(0),
+        stale_if_error_s: seconds('How long past its TTL an answer may serve while the provider fails; 0 = fail closed').default(
+          0,
+        ),
         refresh_ahead_s: seconds('A cached answer used this close to its end is refreshed in the background').default(5),
       })
       .default({ ttl_s: 60, negative_ttl_s: 5, max_entries: 100000, stale_if_error_s: 0, refresh_ahead_s: 5 }),

@@ -46,7 +46,13 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, expectContinue
 export function createHandler(deps: HandlerDeps): Handler {
   const { cache, upstream, clock, metrics, logger } = deps;
 
-  const authorize = async (req: IncomingMessage, runtime: Runtime, line: AccessLine, query: string, route: Runtime['fallback']) => {
+  const authorize = async (
+    req: IncomingMessage,
+    runtime: Runtime,
+    line: AccessLine,
+    query: string,
+    route: Runtime['fallback'],
+  ) => {
     const extracted = extractToken(req, runtime.tokenSources, query);
     if (extracted === undefined) throw new TollgateError('missing_token', 'the request carries no bearer token');
     const named = runtime.providerHeader === null ? undefined : (req.headers[runtime.providerHeader] as string | undefined);
@@ -92,7 +98,11 @@ export function createHandler(deps: HandlerDeps): Handler {
         else if (source.kind === 'cookie') tokenCookie = source.name;
       }
 
-      const headers = buildUpstreamHeaders(req, runtime.headerPlan, { clientAddress: req.socket.remoteAddress, answer, tokenCookie });
+      const headers = buildUpstreamHeaders(req, runtime.headerPlan, {
+        clientAddress: req.socket.remoteAddress,
+        answer,
+        tokenCookie,
+      });
       if (expectContinue) res.writeContinue();
       const result = await upstream.forward(req, res, forwardPath, headers);
       line.status = result.status;

@@ -158,7 +158,9 @@ export function renderClaim(value: unknown): string | undefined {
       break;
     case 'object':
       if (value === null) return undefined;
-      text = Array.isArray(value) ? value.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(' ') : JSON.stringify(value);
+      text = Array.isArray(value)
+        ? value.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(' ')
+        : JSON.stringify(value);
       break;
     default:
       return undefined;

@@ -108,7 +108,8 @@ export function createIntrospectionCache(settings: CacheSettings, clock: Clock, 
     noDeleteOnFetchRejection: true,
     // An entry evicted while its load is in flight still delivers the answer to those waiting.
     ignoreFetchAbort: true,
-    fetchMethod: async (_key, _previous, { context }) => toEntry(await context.provider.introspect(context.token), context.provider.name),
+    fetchMethod: async (_key, _previous, { context }) =>
+      toEntry(await context.provider.introspect(context.token), context.provider.name),
   });
 
   const refreshInBackground = (key: string, entry: Entry, context: LoadContext): void => {

@@ -54,7 +54,11 @@ export function createProviderFetch(options: ProviderFetchOptions): ProviderFetc
         dispatcher: agent,
       });
       const body = await readCapped(response.body, MAX_ANSWER_BYTES);
-      return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers as unknown as Headers });
+      return new Response(body, {
+        status: response.status,
+        statusText: response.statusText,
+        headers: response.headers as unknown as Headers,
+      });
     } catch (err) {
       if (deadline.aborted) throw new ProviderHttpError('timeout', `no complete answer within ${options.timeoutMs} ms`);
       throw err;

@@ -92,7 +92,10 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
       if (configuration === undefined) throw unavailable('the provider is not ready yet');
       const stop = duration.startTimer();
       try {
-        const claims = (await oidc.tokenIntrospection(configuration, token, { token_type_hint: 'access_token' })) as Record<string, unknown>;
+        const claims = (await oidc.tokenIntrospection(configuration, token, { token_type_hint: 'access_token' })) as Record<
+          string,
+          unknown
+        >;
         (claims.active === true ? counted.active : counted.inactive).inc();
         return claims;
       } catch (err) {
@@ -116,10 +119,10 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
  * discovered (OIDC discovery first, then RFC 8414 for plain OAuth 2.0 servers).
  */
 async function discoverConfiguration(
-config: ProviderConfig,
-http: ProviderFetch,
-clientAuth: oidc.ClientAuth,
-insecure: boolean,
+  config: ProviderConfig,
+  http: ProviderFetch,
+  clientAuth: oidc.ClientAuth,
+  insecure: boolean,
 ): Promise<oidc.Configuration> {
   const clientMetadata = { client_secret: config.client_secret };
   if (config.introspection_endpoint !== undefined) {
@@ -191,11 +194,15 @@ export function describeFailure(err: unknown): string {
     const status = e.status;
     const body = e instanceof oidc.ResponseBodyError ? e : { error: undefined, error_description: undefined };
     const what = body.error === undefined ? '' : ` ${body.error}${body.error_description ? ` (${body.error_description})` : ''}`;
-    const hint = status === 401 || status === 403 ? ": the provider rejected tollgate's client credentials; check client_id and the secret" : '';
+    const hint =
+      status === 401 || status === 403
+        ? ": the provider rejected tollgate's client credentials; check client_id and the secret"
+        : '';
     return `HTTP ${status}${what}${hint}`;
   }
   const cause = e.cause as { status?: unknown; code?: unknown; message?: unknown } | undefined;
-  if (e.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && typeof cause?.status === 'number') return `unexpected HTTP status ${cause.status}`;
+  if (e.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && typeof cause?.status === 'number')
+    return `unexpected HTTP status ${cause.status}`;
   if (cause instanceof ProviderHttpError) return cause.message;
   const causeCode = typeof cause?.code === 'string' ? ` (${cause.code})` : '';
   const causeMessage = cause instanceof Error && causeCode === '' ? `: ${cause.message}` : '';

@@ -12,7 +12,9 @@ export interface AllowedProviders<P> {
   readonly byName: ReadonlyMap<string, P>;
 }
 
-export function indexProviders<P extends { readonly name: string; readonly issuer: string }>(list: readonly P[]): AllowedProviders<P> {
+export function indexProviders<P extends { readonly name: string; readonly issuer: string }>(
+  list: readonly P[],
+): AllowedProviders<P> {
   return Object.freeze({
     list: Object.freeze([...list]),
     byIssuer: new Map(list.map((p) => [p.issuer, p])),
@@ -25,7 +27,11 @@ export function indexProviders<P extends { readonly name: string; readonly issue
  * issuer equals its unverified `iss`; otherwise the only allowed provider; otherwise the one the
  * provider header names. Anything ambiguous or contradictory is refused before any call.
  */
-export function selectProvider<P extends { readonly name: string }>(allowed: AllowedProviders<P>, token: string, named: string | undefined): P {
+export function selectProvider<P extends { readonly name: string }>(
+  allowed: AllowedProviders<P>,
+  token: string,
+  named: string | undefined,
+): P {
   const iss = peekIssuer(token);
   if (iss !== undefined) {
     const byIssuer = allowed.byIssuer.get(iss);

@@ -1,0 +1,88 @@
+/**
+ * A scriptable introspection provider, for the answers a real one won't give: 500s, garbage,
+ * slowness, odd claims. It serves discovery metadata, counts every introspection call and the
+ * calls in flight, and answers as the test's script says.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type Script = (token: string, req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
+
+export interface FakeProvider {
+  readonly issuer: string;
+  readonly introspectionEndpoint: string;
+  /** Tokens introspected, in order (test data only). */
+  readonly calls: string[];
+  /** The Authorization header of each call. */
+  readonly authorizations: (string | undefined)[];
+  /** Most calls ever in flight at once. */
+  readonly maxInFlight: number;
+  /** Answers every call with this JSON object. */
+  answer(claims: (token: string) => Record<string, unknown> | Promise<Record<string, unknown>>): void;
+  /** Answers every call as the script says (status, body, delay, hang…). */
+  script(fn: Script): void;
+  close(): Promise<void>;
+}
+
+export interface FakeProviderOptions {
+  /** Serve discovery metadata (default true). */
+  discovery?: boolean;
+}
+
+export async function startFakeProvider(options: FakeProviderOptions = {}): Promise<FakeProvider> {
+  const calls: string[] = [];
+  const authorizations: (string | undefined)[] = [];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  let issuer = '';
+  let script: Script = (_token, _req, res) => json(res, 200, { active: false });
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', issuer);
+    if (url.pathname === '/.well-known/openid-configuration' && options.discovery !== false) {
+      return json(res, 200, { issuer, introspection_endpoint: `${issuer}/introspect`, token_endpoint: `${issuer}/token` });
+    }
+    if (url.pathname !== '/introspect' || req.method !== 'POST') return json(res, 404, { error: 'not_found' });
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const token = new URLSearchParams(Buffer.concat(chunks).toString()).get('token') ?? '';
+      calls.push(token);
+      authorizations.push(req.headers.authorization);
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      res.on('close', () => inFlight--);
+      void Promise.resolve(script(token, req, res)).catch((err: unknown) => {
+        res.destroy(err as Error);
+      });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    issuer,
+    introspectionEndpoint: `${issuer}/introspect`,
+    calls,
+    authorizations,
+    get maxInFlight() {
+      return maxInFlight;
+    },
+    answer(claims) {
+      script = async (token, _req, res) => json(res, 200, await claims(token));
+    },
+    script(fn) {
+      script = fn;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) }).end(text);
+}

@@ -1,0 +1,36 @@
+/** A small HTTP client for tests: every answer read whole, with bounded time. */
+import { request as undiciRequest } from 'undici';
+
+export interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  json<T = Record<string, unknown>>(): T;
+}
+
+export interface RequestOptions {
+  method?: string;
+  headers?: Record<string, string | string[]> | string[];
+  body?: string | Buffer;
+  /** Default 10 s: a hung request fails the test with a clear message instead of hanging it. */
+  timeoutMs?: number;
+}
+
+export async function request(url: string, options: RequestOptions = {}): Promise<Answer> {
+  const res = await undiciRequest(url, {
+    method: (options.method ?? 'GET') as 'GET',
+    headers: options.headers,
+    body: options.body,
+    headersTimeout: options.timeoutMs ?? 10_000,
+    bodyTimeout: options.timeoutMs ?? 10_000,
+  });
+  const text = await res.body.text();
+  return {
+    status: res.statusCode,
+    headers: res.headers,
+    text,
+    json: <T>() => JSON.parse(text) as T,
+  };
+}
+
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
