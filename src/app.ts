@@ -4,7 +4,7 @@
  * with the real ones.
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createAdminHandler } from './admin.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/schema.js';
@@ -64,12 +64,8 @@ export async function startApp(options: AppOptions): Promise<App> {
   proxy.on('request', (req, res) => void handle(req, res));
   // SPEC §3.8: `100 Continue` only once the request is authorised.
   proxy.on('checkContinue', (req, res) => void handle(req, res, true));
-  proxy.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    // Node's parser refused the request (smuggling attempts among them): plain 400, then close.
-    if (socket.writable && err.code !== 'ECONNRESET')
-      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
-  });
+  // No 'clientError' listener: requests Node's parser refuses (smuggling attempts among them) get
+  // Node's own plain 400 (431 for oversized headers) and the connection is closed (SPEC §3.8).
 
   const isReady = () => !draining && [...providers.values()].every((p) => p.isReady());
   const admin = createServer(createAdminHandler({ metrics, isReady }));
