@@ -149,7 +149,7 @@ export const configSchema = z
         stale_if_error_s: seconds('How long past its TTL an answer may serve while the provider fails; 0 = fail closed').default(
           0,
         ),
-        refresh_ahead_s: seconds('A cached answer used this close to its end is refreshed in the background').default(5),
+        refresh_ahead_s: seconds('An active answer used this close to its end is refreshed once in the background').default(5),
       })
       .default({ ttl_s: 60, negative_ttl_s: 5, max_entries: 100000, stale_if_error_s: 0, refresh_ahead_s: 5 }),
     clock_skew_s: seconds('Tolerance for exp and nbf').default(30),

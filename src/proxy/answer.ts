@@ -13,10 +13,28 @@ export interface Answer {
 
 const NO_SCOPES: ReadonlySet<string> = new Set();
 
-export function toAnswer(claims: Record<string, unknown>, provider: string): Answer {
+/**
+ * Scope sets shared between answers. A deployment sees few distinct `scope` strings and the cache
+ * holds up to `max_entries` answers: a set of its own per answer would cost ~270 bytes each. Bounded,
+ * so unusual providers (a scope per user) cost only the sets they would have had anyway.
+ */
+const sharedScopes = new Map<string, ReadonlySet<string>>();
+const MAX_SHARED_SCOPES = 1024;
+
+/** The `scope` claim as a set; answers with the same `scope` string get the same (never mutated) set. */
+export function scopesOf(claims: Record<string, unknown>): ReadonlySet<string> {
   const scope = Object.hasOwn(claims, 'scope') ? claims.scope : undefined;
-  const scopes = typeof scope === 'string' && scope !== '' ? new Set(scope.split(' ').filter(Boolean)) : NO_SCOPES;
-  return { claims, scopes, provider };
+  if (typeof scope !== 'string' || scope === '') return NO_SCOPES;
+  let scopes = sharedScopes.get(scope);
+  if (scopes === undefined) {
+    scopes = new Set(scope.split(' ').filter(Boolean));
+    if (sharedScopes.size < MAX_SHARED_SCOPES) sharedScopes.set(scope, scopes);
+  }
+  return scopes;
+}
+
+export function toAnswer(claims: Record<string, unknown>, provider: string): Answer {
+  return { claims, scopes: scopesOf(claims), provider };
 }
 
 /** An own claim's value, never one inherited from Object.prototype. */

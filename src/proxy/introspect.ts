@@ -7,22 +7,30 @@
  * (stale-if-error, refresh-ahead). The key is a hash of (provider name, token): the raw token is
  * never stored, and the same token string at two providers is two entries.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { TollgateError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { CacheResult, Metrics } from '../observability/metrics.js';
-import { toAnswer, type Answer } from './answer.js';
+import { scopesOf, type Answer } from './answer.js';
 
 export interface CacheSettings {
-  /** Longest life of an active answer (seconds). */
+  /** Longest life of an active answer (seconds; default 60). It never outlives the token's `exp`. */
   readonly ttl_s: number;
-  /** Life of an inactive answer (seconds). */
+  /** Life of an inactive answer (seconds; default 5). */
   readonly negative_ttl_s: number;
+  /** Most answers held (default 100,000); the least recently used go first. */
   readonly max_entries: number;
-  /** How long past its life an answer may serve while its provider fails (seconds). */
+  /**
+   * How long past its life an answer may serve while its provider fails (seconds; default 0:
+   * fail closed). Never past the token's own `exp`.
+   */
   readonly stale_if_error_s: number;
-  /** An answer used this close to the end of its life is refreshed in the background (seconds). */
+  /**
+   * An active answer used this close to the end of its life is refreshed once in the background
+   * (seconds; default 5). At most half the answer's life, and not for an answer that ends with
+   * the token's `exp` (a new one would end then too).
+   */
   readonly refresh_ahead_s: number;
 }
 
@@ -46,11 +54,14 @@ export interface IntrospectionCache {
   dropProviders(names: ReadonlySet<string>): void;
 }
 
-interface Entry {
-  readonly answer: Answer;
+/**
+ * An answer with its lifetimes: one object per entry (the cache holds up to `max_entries`), handed
+ * to the request as its Answer.
+ */
+interface Entry extends Answer {
   /** Until then the answer is used as is (epoch milliseconds). */
   readonly freshUntilMs: number;
-  /** From then on a use triggers one background refresh. */
+  /** From then on a use triggers one background refresh (Infinity: never). */
   readonly refreshFromMs: number;
   /** Until then an expired answer may stand in while the provider fails. */
   readonly staleUntilMs: number;
@@ -58,13 +69,22 @@ interface Entry {
   refreshing: boolean;
 }
 
+/**
+ * What a load needs. The token is only inside the closure: lru-cache publishes a fetch's context
+ * on its diagnostics channels (`lru-cache`, `lru-cache:metrics`) to whoever subscribes (APM
+ * agents), and a raw token must not be readable there.
+ */
 interface LoadContext {
-  readonly provider: Introspector;
-  readonly token: string;
+  readonly provider: string;
+  readonly load: () => Promise<Record<string, unknown>>;
 }
 
+/**
+ * SHA-256 of (provider name, token), base64url. Provider names are `[a-z0-9-]`, so the NUL
+ * separator makes the pair unambiguous. crypto.hash: one call, about half the cost of createHash.
+ */
 export function cacheKey(providerName: string, token: string): string {
-  return createHash('sha256').update(providerName).update('\0').update(token).digest('base64url');
+  return hash('sha256', `${providerName}\0${token}`, 'base64url');
 }
 
 export function createIntrospectionCache(settings: CacheSettings, clock: Clock, metrics: Metrics): IntrospectionCache {
@@ -74,29 +94,31 @@ export function createIntrospectionCache(settings: CacheSettings, clock: Clock, 
     coalesced: metrics.cacheLookups.labels('coalesced'),
     stale: metrics.cacheLookups.labels('stale'),
   };
+  const ttlMs = settings.ttl_s * 1000;
+  const negativeTtlMs = settings.negative_ttl_s * 1000;
+  const staleIfErrorMs = settings.stale_if_error_s * 1000;
+  const refreshAheadMs = settings.refresh_ahead_s * 1000;
 
   /** Lifetimes of a new answer, SPEC §3.6: min(ttl, exp − now) when active, negative_ttl otherwise. */
-  const toEntry = (claims: Record<string, unknown>, providerName: string): Entry => {
+  const toEntry = (claims: Record<string, unknown>, provider: string): Entry => {
     const now = clock.now();
-    const answer = toAnswer(claims, providerName);
-    let lifeMs: number;
-    let staleLimitMs = Infinity;
-    if (claims.active === true) {
-      lifeMs = settings.ttl_s * 1000;
-      const exp = Object.hasOwn(claims, 'exp') ? claims.exp : undefined;
-      if (typeof exp === 'number') {
-        lifeMs = Math.min(lifeMs, exp * 1000 - now);
-        staleLimitMs = exp * 1000; // stale-if-error never outlives the token itself
-      }
-    } else {
-      lifeMs = settings.negative_ttl_s * 1000;
-    }
+    const active = claims.active === true;
+    const exp = Object.hasOwn(claims, 'exp') ? claims.exp : undefined;
+    const expMs = active && typeof exp === 'number' ? exp * 1000 : Infinity;
+    const lifeMs = active ? Math.min(ttlMs, expMs - now) : negativeTtlMs;
     const freshUntilMs = now + Math.max(0, lifeMs);
+    // A refresh can only lengthen an active answer cut short by ttl_s. An inactive token is refused
+    // either way, and re-asking about one a client keeps sending would turn a refused token into a
+    // call per request. The half-life cap keeps refresh_ahead_s ≥ ttl_s from doing the same.
+    const refreshFromMs = active && freshUntilMs < expMs ? freshUntilMs - Math.min(refreshAheadMs, lifeMs / 2) : Infinity;
     return {
-      answer,
+      claims,
+      scopes: scopesOf(claims),
+      provider,
       freshUntilMs,
-      refreshFromMs: freshUntilMs - settings.refresh_ahead_s * 1000,
-      staleUntilMs: Math.min(freshUntilMs + settings.stale_if_error_s * 1000, Math.max(freshUntilMs, staleLimitMs)),
+      refreshFromMs,
+      // stale-if-error never outlives the token itself
+      staleUntilMs: Math.min(freshUntilMs + staleIfErrorMs, Math.max(freshUntilMs, expMs)),
       refreshing: false,
     };
   };
@@ -104,18 +126,22 @@ export function createIntrospectionCache(settings: CacheSettings, clock: Clock, 
   const cache = new LRUCache<string, Entry, LoadContext>({
     max: settings.max_entries,
     // A failed load keeps the previous answer in place, for stale-if-error; failures themselves
-    // are never stored.
+    // are never stored (with nothing to keep, the key is deleted).
     noDeleteOnFetchRejection: true,
     // An entry evicted while its load is in flight still delivers the answer to those waiting.
     ignoreFetchAbort: true,
-    fetchMethod: async (_key, _previous, { context }) =>
-      toEntry(await context.provider.introspect(context.token), context.provider.name),
+    fetchMethod: async (_key, _previous, { context }) => toEntry(await context.load(), context.provider),
+  });
+
+  const contextFor = (provider: Introspector, token: string): LoadContext => ({
+    provider: provider.name,
+    load: () => provider.introspect(token),
   });
 
   const refreshInBackground = (key: string, entry: Entry, context: LoadContext): void => {
     entry.refreshing = true;
-    // allowStale: the current answer keeps serving; the load's failure is swallowed by lru-cache
-    // (nobody awaits it), and the provider's own metrics and log record it.
+    // allowStale: the current answer keeps serving and nobody awaits the load, so its failure is
+    // swallowed by lru-cache (the provider's own metrics and log record it).
     void cache.fetch(key, { forceRefresh: true, allowStale: true, context });
   };
 
@@ -126,21 +152,23 @@ export function createIntrospectionCache(settings: CacheSettings, clock: Clock, 
       // allowStale returns the current entry while a background refresh of it is in flight.
       const entry = cache.get(key, { allowStale: true });
       if (entry !== undefined && now < entry.freshUntilMs) {
-        if (now >= entry.refreshFromMs && !entry.refreshing) refreshInBackground(key, entry, { provider, token });
+        if (now >= entry.refreshFromMs && !entry.refreshing) refreshInBackground(key, entry, contextFor(provider, token));
         lookups.hit.inc();
-        return { answer: entry.answer, cache: 'hit' };
+        return { answer: entry, cache: 'hit' };
       }
       const status: LRUCache.Status<string, Entry, LoadContext> = {};
       try {
-        const loaded = await cache.fetch(key, { forceRefresh: true, context: { provider, token }, status });
+        // forceRefresh: lru-cache keeps no lifetimes of its own, so without it an expired entry
+        // would come back as a hit. A load already in flight is joined, not repeated.
+        const loaded = await cache.fetch(key, { forceRefresh: true, context: contextFor(provider, token), status });
         if (loaded === undefined) throw new TollgateError('temporarily_unavailable', 'the answer was lost before it arrived');
         const result: CacheResult = status.fetch === 'inflight' ? 'coalesced' : 'miss';
         lookups[result].inc();
-        return { answer: loaded.answer, cache: result };
+        return { answer: loaded, cache: result };
       } catch (err) {
         if (entry !== undefined && clock.now() < entry.staleUntilMs) {
           lookups.stale.inc();
-          return { answer: entry.answer, cache: 'stale' };
+          return { answer: entry, cache: 'stale' };
         }
         lookups[status.fetch === 'inflight' ? 'coalesced' : 'miss'].inc();
         throw err;
@@ -148,9 +176,12 @@ export function createIntrospectionCache(settings: CacheSettings, clock: Clock, 
     },
     size: () => cache.size,
     dropProviders(names) {
-      for (const [key, entry] of cache.entries()) {
-        if (names.has(entry.answer.provider)) cache.delete(key);
-      }
+      const dropped: string[] = [];
+      // forEach also visits answers whose background refresh is in flight (entries() skips them).
+      cache.forEach((entry, key) => {
+        if (names.has(entry.provider)) dropped.push(key);
+      });
+      for (const key of dropped) cache.delete(key);
     },
   };
 }

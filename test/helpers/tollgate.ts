@@ -3,6 +3,8 @@
  * logger whose lines the test can read. Stopped by the test's teardown.
  */
 import type { Test } from 'tap';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { Socket } from 'node:net';
 import { pino } from 'pino';
 import { startApp, type App } from '../../src/app.js';
 import { validateConfig, formatProblems } from '../../src/config/load.js';
@@ -97,4 +99,39 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, message: s
 /** A provider entry pointing at a test provider, with tollgate's test credentials. */
 export function providerEntry(name: string, issuer: string, extra: Record<string, unknown> = {}) {
   return { name, issuer, client_id: 'tollgate', client_secret: 'tollgate-secret', ...extra };
+}
+
+/**
+ * Polls `check` until it holds, for things that happen in the background (a refresh reaching the
+ * provider); fails with `message` after `ms`. Not a way to let time pass: tests move the clock.
+ */
+export async function waitFor(check: () => boolean | Promise<boolean>, ms: number, message: string): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!(await check())) {
+    if (performance.now() > deadline) throw new Error(message);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/**
+ * Settles once `count` requests have reached the HTTP server listening at `url` (Node's
+ * `http.server.request.start` diagnostics channel, published just before the server's request
+ * handler runs), or fails after `ms`. A gate for "every one of these concurrent requests is in".
+ */
+export function requestsArrived(url: string, count: number, ms = 30_000): Promise<void> {
+  const port = Number(new URL(url).port);
+  let seen = 0;
+  let onStart!: (message: unknown) => void;
+  let timer: NodeJS.Timeout | undefined;
+  const arrived = new Promise<void>((resolve, reject) => {
+    onStart = (message) => {
+      if ((message as { socket: Socket }).socket.localPort === port && ++seen === count) resolve();
+    };
+    timer = setTimeout(() => reject(new Error(`${seen} of ${count} requests reached ${url} within ${ms} ms`)), ms);
+  });
+  subscribe('http.server.request.start', onStart);
+  return arrived.finally(() => {
+    clearTimeout(timer);
+    unsubscribe('http.server.request.start', onStart);
+  });
 }
