@@ -11,7 +11,7 @@ import type { CustomFetch } from 'openid-client';
 export const MAX_ANSWER_BYTES = 65_536;
 
 export class ProviderHttpError extends Error {
-  readonly code: 'answer_too_large' | 'timeout';
+  readonly code: 'answer_too_large' | 'timeout' | 'unsigned_answer';
   constructor(code: ProviderHttpError['code'], message: string) {
     super(message);
     this.name = 'ProviderHttpError';
@@ -24,8 +24,11 @@ export interface ProviderFetchOptions {
   timeoutMs: number;
   /** Connections kept to this provider. */
   connections: number;
-  /** TLS options for the connection (private CA, client certificate). */
-  tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
+  /**
+   * TLS options for every connection to this provider: the CAs to trust (the system's and the
+   * provider's `ca_file`, see config/keys.ts), and the client certificate of mutual TLS (RFC 8705).
+   */
+  tls?: { ca?: string | Buffer | readonly (string | Buffer)[]; cert?: string | Buffer; key?: string | Buffer } | undefined;
 }
 
 export interface ProviderFetch {
@@ -38,7 +41,7 @@ export function createProviderFetch(options: ProviderFetchOptions): ProviderFetc
   const agent = new Agent({
     connections: options.connections,
     keepAliveTimeout: 30_000,
-    connect: { timeout: options.timeoutMs, ...options.tls },
+    connect: { timeout: options.timeoutMs, ...(options.tls as object | undefined) },
   });
 
   const boundedFetch: CustomFetch = async (url, init) => {

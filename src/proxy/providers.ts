@@ -6,7 +6,15 @@ import * as oidc from 'openid-client';
 import { TollgateError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
+import { readProviderKeysOrThrow } from '../config/keys.js';
 import type { ProviderConfig } from '../config/schema.js';
+import {
+  applyAnswerChecks,
+  clientAuthFor,
+  clientMetadataFor,
+  introspectionEndpointOf,
+  requireSignedAnswers,
+} from './client-auth.js';
 import { createProviderFetch, ProviderHttpError, type ProviderFetch } from './provider-fetch.js';
 
 export interface Provider {
@@ -36,8 +44,14 @@ const unavailable = (description: string, cause?: unknown) =>
 export function createProvider(config: ProviderConfig, deps: ProviderDeps): Provider {
   const { logger, metrics } = deps;
   const log = logger.child({ provider: config.name });
-  const http: ProviderFetch = createProviderFetch({ timeoutMs: config.timeout_ms, connections: config.max_concurrency });
-  const clientAuth = clientAuthFor(config);
+  // Key files are read anew for every provider built, so a reload picks up a rotated key or certificate.
+  const keys = readProviderKeysOrThrow(config);
+  const http: ProviderFetch = createProviderFetch({
+    timeoutMs: config.timeout_ms,
+    connections: config.max_concurrency,
+    tls: keys.tls,
+  });
+  const clientAuth = clientAuthFor(config, keys);
   const insecure = isInsecure(config);
 
   let configuration: oidc.Configuration | undefined;
@@ -47,8 +61,9 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
   const ready = new Promise<void>((resolve) => (resolveReady = resolve));
 
   const finish = (c: oidc.Configuration) => {
-    c[oidc.customFetch] = http.fetch;
+    c[oidc.customFetch] = guardedFetch(config, http);
     if (insecure) oidc.allowInsecureRequests(c);
+    applyAnswerChecks(config, c);
     configuration = c;
     resolveReady();
   };
@@ -61,7 +76,7 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
       (c) => {
         if (closed) return;
         finish(c);
-        log.info({ introspection_endpoint: c.serverMetadata().introspection_endpoint }, 'provider ready');
+        log.info({ introspection_endpoint: introspectionEndpointOf(config, c) }, 'provider ready');
       },
       (err: unknown) => {
         if (closed) return;
@@ -124,7 +139,7 @@ async function discoverConfiguration(
   clientAuth: oidc.ClientAuth,
   insecure: boolean,
 ): Promise<oidc.Configuration> {
-  const clientMetadata = { client_secret: config.client_secret };
+  const clientMetadata = clientMetadataFor(config);
   if (config.introspection_endpoint !== undefined) {
     return new oidc.Configuration(
       { issuer: config.issuer, introspection_endpoint: config.introspection_endpoint },
@@ -156,10 +171,11 @@ async function discoverConfiguration(
 
 /** Discovers once, for `check-config --discover`: the introspection endpoint, or a failure said plainly. */
 export async function discoverOnce(config: ProviderConfig): Promise<string> {
-  const http = createProviderFetch({ timeoutMs: config.timeout_ms, connections: 1 });
+  const keys = readProviderKeysOrThrow(config);
+  const http = createProviderFetch({ timeoutMs: config.timeout_ms, connections: 1, tls: keys.tls });
   try {
-    const c = await discoverConfiguration(config, http, clientAuthFor(config), isInsecure(config));
-    return c.serverMetadata().introspection_endpoint!;
+    const c = await discoverConfiguration(config, http, clientAuthFor(config, keys), isInsecure(config));
+    return introspectionEndpointOf(config, c)!;
   } finally {
     await http.close();
   }
@@ -169,17 +185,9 @@ function isInsecure(config: ProviderConfig): boolean {
   return new URL(config.issuer).protocol === 'http:' || config.introspection_endpoint?.startsWith('http:') === true;
 }
 
-function clientAuthFor(config: ProviderConfig): oidc.ClientAuth {
-  switch (config.auth_method) {
-    case 'client_secret_basic':
-      return oidc.ClientSecretBasic(config.client_secret);
-    case 'client_secret_post':
-      return oidc.ClientSecretPost(config.client_secret);
-    case 'none':
-      return oidc.None();
-    default:
-      throw new Error(`auth_method ${config.auth_method} is not supported yet`);
-  }
+/** The provider's fetch, refusing unsigned introspection answers where signed ones are required. */
+function guardedFetch(config: ProviderConfig, http: ProviderFetch): oidc.CustomFetch {
+  return config.introspection_response === 'jwt' ? requireSignedAnswers(http.fetch) : http.fetch;
 }
 
 /**
@@ -205,6 +213,9 @@ export function describeFailure(err: unknown): string {
     return `unexpected HTTP status ${cause.status}`;
   if (cause instanceof ProviderHttpError) return cause.message;
   const causeCode = typeof cause?.code === 'string' ? ` (${cause.code})` : '';
-  const causeMessage = cause instanceof Error && causeCode === '' ? `: ${cause.message}` : '';
+  // openid-client's own checks (a signed answer's signature, alg, iss, aud) say what failed in the
+  // cause's message, a fixed sentence of theirs that never quotes the answer.
+  const oauthCheck = typeof cause?.code === 'string' && cause.code.startsWith('OAUTH_') && cause.message !== e.message;
+  const causeMessage = cause instanceof Error && (causeCode === '' || oauthCheck) ? `: ${cause.message}` : '';
   return `${e.message}${causeCode}${causeMessage}`;
 }
