@@ -7,7 +7,7 @@ import { TollgateError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { readProviderKeysOrThrow } from '../config/keys.js';
-import type { ProviderConfig } from '../config/schema.js';
+import type { AuthMethod, ProviderConfig } from '../config/schema.js';
 import {
   applyAnswerChecks,
   clientAuthFor,
@@ -80,7 +80,7 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
       },
       (err: unknown) => {
         if (closed) return;
-        log.warn({ cause: describeFailure(err), retry_in_ms: pauseMs }, 'provider discovery failed');
+        log.warn({ cause: describeFailure(err, config.auth_method), retry_in_ms: pauseMs }, 'provider discovery failed');
         retryTimer = setTimeout(() => attempt(Math.min(pauseMs * 2, retry.max)), pauseMs);
         retryTimer.unref();
       },
@@ -115,7 +115,7 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
         return claims;
       } catch (err) {
         counted.error.inc();
-        log.warn({ cause: describeFailure(err) }, 'introspection failed');
+        log.warn({ cause: describeFailure(err, config.auth_method) }, 'introspection failed');
         throw unavailable('the provider could not be asked', err);
       } finally {
         stop();
@@ -194,7 +194,7 @@ function guardedFetch(config: ProviderConfig, http: ProviderFetch): oidc.CustomF
  * A failure, said so an operator can act on it: what went wrong and the provider's own error code,
  * never a request, a token or a whole answer.
  */
-export function describeFailure(err: unknown): string {
+export function describeFailure(err: unknown, authMethod?: AuthMethod): string {
   if (err instanceof ProviderHttpError) return err.message;
   if (!(err instanceof Error)) return String(err);
   const e = err as Error & { status?: number; error?: string; error_description?: string; code?: string; cause?: unknown };
@@ -204,7 +204,7 @@ export function describeFailure(err: unknown): string {
     const what = body.error === undefined ? '' : ` ${body.error}${body.error_description ? ` (${body.error_description})` : ''}`;
     const hint =
       status === 401 || status === 403
-        ? ": the provider rejected tollgate's client credentials; check client_id and the secret"
+        ? `: the provider rejected tollgate's client credentials; check client_id and ${CREDENTIALS[authMethod ?? 'client_secret_basic']}`
         : '';
     return `HTTP ${status}${what}${hint}`;
   }
@@ -217,5 +217,28 @@ export function describeFailure(err: unknown): string {
   // cause's message, a fixed sentence of theirs that never quotes the answer.
   const oauthCheck = typeof cause?.code === 'string' && cause.code.startsWith('OAUTH_') && cause.message !== e.message;
   const causeMessage = cause instanceof Error && (causeCode === '' || oauthCheck) ? `: ${cause.message}` : '';
-  return `${e.message}${causeCode}${causeMessage}`;
+  const tlsHint =
+    typeof cause?.code === 'string' && UNTRUSTED_CERTIFICATE.has(cause.code)
+      ? ": the provider's TLS certificate is not trusted (a private CA goes in the provider's ca_file)"
+      : '';
+  return `${e.message}${causeCode}${causeMessage}${tlsHint}`;
 }
+
+/** What to check when a provider rejects tollgate's credentials, per auth_method. */
+const CREDENTIALS: Record<AuthMethod, string> = {
+  client_secret_basic: 'the secret',
+  client_secret_post: 'the secret',
+  private_key_jwt: 'that the provider has the public key of private_key_file (and its kid)',
+  tls_client_auth: 'the client certificate (its subject, and its CA at the provider)',
+  self_signed_tls_client_auth: 'that the provider has the certificate of tls_cert_file',
+  none: 'that the provider lets this client introspect without credentials',
+};
+
+/** node:tls verification codes that mean "this server's certificate does not chain to a trusted CA". */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+]);

@@ -7,7 +7,7 @@
  * won't tamper) and an untrusted CA are each a 503 that reaches nothing upstream, with a log line
  * naming the provider and the cause.
  */
-import { createSign, X509Certificate } from 'node:crypto';
+import { createPublicKey, createSign, createVerify, X509Certificate } from 'node:crypto';
 import t, { type Test } from 'tap';
 import type { ClientMetadata } from 'oidc-provider';
 import { startOidcProvider, type OidcProvider } from '../../dev/oidc-provider.js';
@@ -151,7 +151,7 @@ t.test('private_key_jwt', async (t) => {
     const upstream = await upstreamFor(t);
     const gate = await gateway(t, upstream, { ...base, private_key_file: pki.write('wrong.pem', wrongKey.pem) });
     await refused(t, gate, upstream, op);
-    t.match(causeOf(t, gate, 'introspection failed'), /HTTP 401 invalid_client/);
+    t.match(causeOf(t, gate, 'introspection failed'), /HTTP 401 invalid_client.*public key of private_key_file/);
   });
 });
 
@@ -178,7 +178,7 @@ t.test('tls_client_auth', async (t) => {
       tls_key_file: strangerCert.keyFile,
     });
     await refused(t, gate, upstream, op);
-    t.match(causeOf(t, gate, 'introspection failed'), /HTTP 401 invalid_client/);
+    t.match(causeOf(t, gate, 'introspection failed'), /HTTP 401 invalid_client.*client certificate/);
   });
 });
 
@@ -225,7 +225,7 @@ t.test('self_signed_tls_client_auth', async (t) => {
       tls_key_file: otherSelfSigned.keyFile,
     });
     await refused(t, gate, upstream, op);
-    t.match(causeOf(t, gate, 'introspection failed'), /HTTP 401 invalid_client/);
+    t.match(causeOf(t, gate, 'introspection failed'), /HTTP 401 invalid_client.*certificate of tls_cert_file/);
   });
 });
 
@@ -350,7 +350,47 @@ t.test('ca_file is trusted for its provider only', async (t) => {
     await eventually(`${name}: discovery failure logged`, () =>
       gate.logs.some((l) => l.msg === 'provider discovery failed' && l.provider === name),
     );
-    t.match(causeOf(t, gate, 'provider discovery failed', name), /certificate|CERT/, `${name}: the log says why`);
+    t.match(
+      causeOf(t, gate, 'provider discovery failed', name),
+      /SELF_SIGNED_CERT_IN_CHAIN.*not trusted.*ca_file/,
+      `${name}: the log says why`,
+    );
   }
   t.equal(upstream.requests.length, 1);
+});
+
+t.test('a provider built anew reads its key file anew: a reload rotates the key', async (t) => {
+  const fake = await startFakeProvider();
+  t.teardown(() => fake.close());
+  fake.answer(() => ({ active: true, sub: 'alice' }));
+  const january = pki.signingKey('ec', '2026-01');
+  const february = pki.signingKey('ec', '2026-02');
+  const file = pki.write('rotating.jwk', JSON.stringify(january.privateJwk));
+  const entry = { issuer: fake.issuer, client_id: 'tollgate', auth_method: 'private_key_jwt', private_key_file: file };
+  const upstream = await upstreamFor(t);
+
+  const before = await gateway(t, upstream, entry);
+  t.equal((await before.request('/a', { headers: bearer('token-1') })).status, 200);
+  pki.write('rotating.jwk', JSON.stringify(february.privateJwk));
+  const after = await gateway(t, upstream, entry); // what a reload does: a new provider from the configuration
+  t.equal((await after.request('/a', { headers: bearer('token-2') })).status, 200);
+
+  const assertions = fake.forms.map((form) => {
+    const [header, payload, signature] = form.get('client_assertion')!.split('.') as [string, string, string];
+    const decode = (part: string) => JSON.parse(Buffer.from(part, 'base64url').toString()) as Record<string, unknown>;
+    return { header: decode(header), payload: decode(payload), input: `${header}.${payload}`, signature };
+  });
+  t.same(
+    assertions.map((a) => a.header.kid),
+    ['2026-01', '2026-02'],
+    'each provider signed with the key the file held when it was built',
+  );
+  t.match(assertions[1]!.payload, { iss: 'tollgate', sub: 'tollgate', aud: fake.issuer });
+  t.equal(assertions[1]!.header.alg, 'ES256');
+  const verifies = createVerify('sha256')
+    .update(assertions[1]!.input)
+    .verify({ key: createPublicKey(february.privateKey), dsaEncoding: 'ieee-p1363' }, assertions[1]!.signature, 'base64url');
+  t.ok(verifies, 'the assertion is signed with the new key');
+  t.equal(fake.forms[1]!.get('client_assertion_type'), 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+  t.notMatch(before.rawLogs() + after.rawLogs(), /client_assertion|"d":|PRIVATE KEY/, 'no key material or assertion in the logs');
 });
