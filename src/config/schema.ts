@@ -92,6 +92,10 @@ export const providerSchema = z
       if (p.private_key_file !== undefined) problem('private_key_file', 'only with auth_method private_key_jwt');
       if (p.signing_alg !== undefined) problem('signing_alg', 'only with auth_method private_key_jwt');
     }
+    if (p.introspection_response === 'jwt' && p.introspection_endpoint !== undefined) {
+      // The answer's signature is checked against the JWKS named by the provider's metadata.
+      problem('introspection_response', 'jwt needs the provider metadata (its jwks_uri): leave introspection_endpoint out');
+    }
     if (p.introspection_signing_alg !== undefined && p.introspection_response !== 'jwt') {
       problem('introspection_signing_alg', 'only with introspection_response: jwt');
     }

@@ -155,3 +155,17 @@ t.test('a key file the method does not use is an error, not silently ignored', a
     { path: 'providers[0].signing_alg', message: 'only with auth_method private_key_jwt' },
   ]);
 });
+
+t.test('a signed answer needs the provider metadata for its JWKS', async (t) => {
+  const entry = provider({
+    client_secret: 's',
+    introspection_response: 'jwt',
+    introspection_endpoint: 'https://login.acme.example/i',
+  });
+  t.same(problemsOf({ providers: [entry] }), [
+    {
+      path: 'providers[0].introspection_response',
+      message: 'jwt needs the provider metadata (its jwks_uri): leave introspection_endpoint out',
+    },
+  ]);
+});
