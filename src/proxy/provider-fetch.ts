@@ -4,6 +4,7 @@
  * capped at 64 KiB (SPEC §3.4). A provider can be slow, wrong or hostile; none of that may cost
  * tollgate more than this.
  */
+import { createSecureContext } from 'node:tls';
 import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import type { CustomFetch } from 'openid-client';
 
@@ -38,10 +39,21 @@ export interface ProviderFetch {
 }
 
 export function createProviderFetch(options: ProviderFetchOptions): ProviderFetch {
+  // One TLS context per provider, built here: with ca_file the trust store holds every system CA
+  // too, and parsing ~150 certificates on each new connection would cost more than the handshake.
+  const tls = options.tls;
+  const secureContext =
+    tls === undefined
+      ? undefined
+      : createSecureContext({
+          ...(tls.ca === undefined ? {} : { ca: Array.isArray(tls.ca) ? [...tls.ca] : (tls.ca as string | Buffer) }),
+          ...(tls.cert === undefined ? {} : { cert: tls.cert }),
+          ...(tls.key === undefined ? {} : { key: tls.key }),
+        });
   const agent = new Agent({
     connections: options.connections,
     keepAliveTimeout: 30_000,
-    connect: { timeout: options.timeoutMs, ...(options.tls as object | undefined) },
+    connect: { timeout: options.timeoutMs, ...(secureContext === undefined ? {} : { secureContext }) },
   });
 
   const boundedFetch: CustomFetch = async (url, init) => {

@@ -14,7 +14,7 @@ import { startOidcProvider, type OidcProvider } from '../../dev/oidc-provider.js
 import { startFakeProvider } from '../helpers/fake-provider.js';
 import { bearer } from '../helpers/http.js';
 import { createPki, type Issued, type SigningKey } from '../helpers/pki.js';
-import { startTollgate, type TestTollgate } from '../helpers/tollgate.js';
+import { startTollgate, withTimeout, type TestTollgate } from '../helpers/tollgate.js';
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
 const pki = createPki(t.testdir());
@@ -341,7 +341,7 @@ t.test('ca_file is trusted for its provider only', async (t) => {
     { waitReady: false, discoveryRetryMs: { first: 60_000, max: 60_000 } },
   );
   const token = await op.mintToken();
-  await gate.app.runtime().providers.get('trusting')!.ready;
+  await withTimeout(gate.app.runtime().providers.get('trusting')!.ready, 10_000, 'provider trusting not ready within 10 s');
   t.equal((await gate.request('/trusting/x', { headers: bearer(token) })).status, 200);
 
   for (const name of ['acme', 'wrong-ca']) {
