@@ -10,7 +10,7 @@
 import { createPrivateKey, X509Certificate, type KeyObject, type JsonWebKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { rootCertificates } from 'node:tls';
+import * as tls from 'node:tls';
 
 /** The keys whose value is a file of key material. */
 export const KEY_FILE_KEYS = ['private_key_file', 'tls_cert_file', 'tls_key_file', 'ca_file'] as const;
@@ -102,12 +102,12 @@ export function readProviderKeys(settings: KeyFileSettings, problem: KeyProblem)
   const privateKeyText = settings.auth_method === 'private_key_jwt' ? read('private_key_file') : undefined;
   if (privateKeyText !== undefined) signingKey = parseSigningKey(privateKeyText, settings.signing_alg, fail);
 
-  let tls: { ca?: string[]; cert?: string; key?: string } | undefined;
+  let tlsOptions: { ca?: string[]; cert?: string; key?: string } | undefined;
   const caText = read('ca_file');
   if (caText !== undefined) {
     const certs = parseCertificates(caText);
     if (certs === undefined) fail('ca_file', 'not a PEM certificate bundle');
-    else tls = { ca: [...rootCertificates, ...certs.map((c) => c.pem)] };
+    else tlsOptions = { ca: [...systemCertificates(), ...certs.map((c) => c.pem)] };
   }
   const certText = read('tls_cert_file');
   const keyText = read('tls_key_file');
@@ -120,10 +120,10 @@ export function readProviderKeys(settings: KeyFileSettings, problem: KeyProblem)
       const leaf = chain[0]!.x509;
       if (!leaf.checkPrivateKey(key)) fail('tls_key_file', 'does not belong to the certificate in tls_cert_file');
       else if (Date.parse(leaf.validTo) < Date.now()) fail('tls_cert_file', `the certificate expired on ${leaf.validTo}`);
-      else tls = { ...tls, cert: chain.map((c) => c.pem).join(''), key: keyText };
+      else tlsOptions = { ...tlsOptions, cert: chain.map((c) => c.pem).join(''), key: keyText };
     }
   }
-  return failed ? undefined : Object.freeze({ signingKey, tls: tls && Object.freeze(tls) });
+  return failed ? undefined : Object.freeze({ signingKey, tls: tlsOptions && Object.freeze(tlsOptions) });
 }
 
 /** Like readProviderKeys, but throws one error naming every problem (for code that builds a provider). */
@@ -132,6 +132,16 @@ export function readProviderKeysOrThrow(settings: KeyFileSettings & { readonly n
   const keys = readProviderKeys(settings, (key, message) => problems.push(`${key}: ${message}`));
   if (keys === undefined) throw new Error(`provider ${settings.name}: ${problems.join('; ')}`);
   return keys;
+}
+
+/**
+ * The CAs Node trusts by default: on Node 22.15+ with NODE_EXTRA_CA_CERTS (and --use-system-ca)
+ * included, on older versions the bundled Mozilla store (`tls.rootCertificates`), which is what
+ * they trust by default too, NODE_EXTRA_CA_CERTS aside.
+ */
+function systemCertificates(): readonly string[] {
+  const get = (tls as { getCACertificates?: (type?: 'default') => string[] }).getCACertificates;
+  return typeof get === 'function' ? get('default') : tls.rootCertificates;
 }
 
 /** A PEM private key (PKCS#8, PKCS#1 or SEC1), a JWK, or a JWK Set holding exactly one key. */
