@@ -1,11 +1,15 @@
 /**
  * A real OpenID provider (the `oidc-provider` package) on 127.0.0.1, for the demo and the tests:
- * client_credentials tokens, RFC 7662 introspection and RFC 7009 revocation turned on. Development
- * only: in-memory storage and generated keys.
+ * client_credentials tokens, RFC 7662 introspection (signed answers too, RFC 9701) and RFC 7009
+ * revocation turned on. Over HTTPS it also authenticates clients by certificate (RFC 8705).
+ * Development only: in-memory storage and generated keys.
  */
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import Provider, { type ClientMetadata, type Configuration } from 'oidc-provider';
+import { Agent, fetch as undiciFetch } from 'undici';
 
 export interface OidcProviderOptions {
   /** Clients besides tollgate's own (`tollgate` / `tollgate-secret`) and the demo app's. */
@@ -16,12 +20,25 @@ export interface OidcProviderOptions {
   extraTokenClaims?: (clientId: string) => Record<string, unknown> | undefined;
   /** Access-token lifetime (seconds); default 3600. */
   accessTokenTtlS?: number;
-  /** Anything else oidc-provider accepts, merged over the defaults. */
+  /**
+   * Serve HTTPS with this certificate (PEM), and ask every client for a certificate, which must
+   * chain to `ca` for `tls_client_auth` (self-signed ones serve `self_signed_tls_client_auth`).
+   * Needed for mutual TLS; the issuer is then `https://127.0.0.1:PORT`.
+   */
+  https?: { cert: string; key: string; ca: string };
+  /**
+   * With `https`: ask for client certificates only on a second listener, advertised as the
+   * introspection endpoint's RFC 8705 `mtls_endpoint_aliases`; the main one asks for none.
+   */
+  mtlsAlias?: boolean;
+  /** Anything else oidc-provider accepts, merged over the defaults (`features` merged feature by feature). */
   configuration?: Configuration;
 }
 
 export interface OidcProvider {
   readonly issuer: string;
+  /** With `mtlsAlias`: the introspection endpoint that asks for a client certificate. */
+  readonly mtlsIntrospectionEndpoint: string | undefined;
   readonly provider: Provider;
   /** A client_credentials access token for `clientId`. */
   mintToken(clientId?: string, clientSecret?: string, scope?: string): Promise<string>;
@@ -39,10 +56,28 @@ export const DEFAULT_SCOPES = ['orders:read', 'orders:write', 'orders:admin'];
 
 export async function startOidcProvider(options: OidcProviderOptions = {}): Promise<OidcProvider> {
   const scopes = options.scopes ?? DEFAULT_SCOPES;
+  const tls = options.https;
+  // Client certificates are verified against the test CA but not required at the handshake: the
+  // provider decides per client (certificateAuthorized below), as RFC 8705 servers do.
+  const serve = (askCertificate: boolean): Server =>
+    tls === undefined
+      ? createServer()
+      : createHttpsServer({ cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: askCertificate, rejectUnauthorized: false });
+  const listen = async (s: Server) => {
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+    return `${tls === undefined ? 'http' : 'https'}://127.0.0.1:${(s.address() as AddressInfo).port}`;
+  };
   // The issuer names the port, so the server listens first and the provider is built after.
-  const server: Server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const server: Server = serve(options.mtlsAlias !== true);
+  const issuer = await listen(server);
+  const aliasServer = tls !== undefined && options.mtlsAlias === true ? serve(true) : undefined;
+  const aliasOrigin = aliasServer === undefined ? undefined : await listen(aliasServer);
+  const mtlsIntrospectionEndpoint = aliasOrigin === undefined ? undefined : `${aliasOrigin}/token/introspection`;
+  const peerCertificate = (ctx: { socket: unknown }) => {
+    const socket = ctx.socket as Partial<TLSSocket>;
+    return typeof socket.getPeerX509Certificate === 'function' ? socket.getPeerX509Certificate() : undefined;
+  };
+  const { features: extraFeatures, ...configuration }: Configuration = options.configuration ?? {};
 
   const provider = new Provider(issuer, {
     clients: [
@@ -60,24 +95,65 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
     features: {
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
+      // Signs an answer only for a client registered with introspection_signed_response_alg that asks for one.
+      jwtIntrospection: { enabled: true },
       revocation: { enabled: true },
       devInteractions: { enabled: false },
-    },
+      ...(tls === undefined
+        ? {}
+        : {
+            mTLS: {
+              enabled: true,
+              tlsClientAuth: true,
+              selfSignedTlsClientAuth: true,
+              getCertificate: (ctx) => peerCertificate(ctx),
+              certificateAuthorized: (ctx) => (ctx.socket as TLSSocket).authorized === true,
+              // Only the subject DN is used by the tests' clients; X509Certificate writes it one RDN a line.
+              certificateSubjectMatches: (ctx, property, expected) =>
+                property === 'tls_client_auth_subject_dn' && peerCertificate(ctx)?.subject.split('\n').join(',') === expected,
+            },
+          }),
+      ...extraFeatures,
+      // @types/oidc-provider's feature unions cannot follow the spreads above.
+    } as NonNullable<Configuration['features']>,
+    clientAuthMethods: [
+      'client_secret_basic',
+      'client_secret_jwt',
+      'client_secret_post',
+      'private_key_jwt',
+      'none',
+      ...(tls === undefined ? [] : (['tls_client_auth', 'self_signed_tls_client_auth'] as const)),
+    ],
+    ...(mtlsIntrospectionEndpoint === undefined
+      ? {}
+      : { discovery: { mtls_endpoint_aliases: { introspection_endpoint: mtlsIntrospectionEndpoint } } }),
     ttl: { ClientCredentials: options.accessTokenTtlS ?? 3600 },
     extraTokenClaims: options.extraTokenClaims
       ? async (_ctx, token) => options.extraTokenClaims!(String((token as { clientId?: string }).clientId))
       : async () => undefined,
-    ...options.configuration,
+    ...configuration,
   });
   // oidc-provider logs every server error through its event emitter; tests read answers instead.
   provider.on('server_error', () => {});
   server.on('request', provider.callback());
+  aliasServer?.on('request', provider.callback());
+  // mintToken and revokeToken trust the test CA, like a client of this provider would.
+  const dispatcher = tls === undefined ? undefined : new Agent({ connect: { ca: tls.ca } });
+  const fetch = (url: string, init: { method: string; headers: Record<string, string>; body: URLSearchParams }) =>
+    undiciFetch(url, { ...init, ...(dispatcher === undefined ? {} : { dispatcher }) });
 
   const basic = (id: string, secret: string) =>
     `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
 
+  const stop = (s: Server) =>
+    new Promise<void>((resolve) => {
+      s.closeAllConnections();
+      s.close(() => resolve());
+    });
+
   return {
     issuer,
+    mtlsIntrospectionEndpoint,
     provider,
     async mintToken(clientId = APP_CLIENT.client_id, clientSecret = APP_CLIENT.client_secret, scope = 'orders:read') {
       const res = await fetch(`${issuer}/token`, {
@@ -98,10 +174,8 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
       });
       if (!res.ok) throw new Error(`revocation failed: ${res.status}`);
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
+    async close() {
+      await Promise.all([stop(server), aliasServer === undefined ? undefined : stop(aliasServer), dispatcher?.close()]);
+    },
   };
 }

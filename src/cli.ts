@@ -78,7 +78,7 @@ async function checkConfig(config: Config, discover: boolean): Promise<number> {
       process.stdout.write(`  ${provider.name}: introspection at ${endpoint}\n`);
     } catch (err) {
       failed++;
-      process.stdout.write(`  ${provider.name}: discovery failed: ${describeFailure(err)}\n`);
+      process.stdout.write(`  ${provider.name}: discovery failed: ${describeFailure(err, provider.auth_method)}\n`);
     }
   }
   return failed === 0 ? 0 : 1;

@@ -7,6 +7,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { readProviderKeys, resolveKeyFilePaths } from './keys.js';
 import { configSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
 
 export interface Problem {
@@ -88,12 +89,19 @@ export function validateConfig(input: Tree, options: ValidateOptions = {}): Load
   const problems = options.problems ?? [];
   const inline = Array.isArray(raw.providers) ? raw.providers : [];
   inline.forEach((p, i) => {
-    if (isTree(p))
-      resolveSecretFiles(p, baseDir, (key, message) => problems.push({ path: formatPath(['providers', i, key]), message }));
+    if (!isTree(p)) return;
+    resolveSecretFiles(p, baseDir, (key, message) => problems.push({ path: formatPath(['providers', i, key]), message }));
+    resolveKeyFilePaths(p, baseDir);
   });
 
   const parsed = configSchema.safeParse(raw, { error: requiredMessage });
   if (!parsed.success) problems.push(...toProblems(parsed.error.issues, (parts) => formatPath(parts)));
+  // Key files are checked for every provider that is valid on its own, even when another part is not.
+  inline.forEach((p, i) => {
+    const provider = providerSchema.safeParse(p);
+    if (provider.success)
+      readProviderKeys(provider.data, (key, message) => problems.push({ path: formatPath(['providers', i, key]), message }));
+  });
 
   let dirProviders: ProviderConfig[] = [];
   if (typeof raw.providers_dir === 'string') {
@@ -148,9 +156,12 @@ export function loadProvidersDir(dir: string, env: NodeJS.ProcessEnv, problems: 
     else if (raw.name !== stem)
       problems.push({ path: at(['name']), message: `must equal the file name (${stem}) or be left out` });
     resolveSecretFiles(raw, dir, (key, message) => problems.push({ path: at([key]), message }));
+    resolveKeyFilePaths(raw, dir);
     const parsed = providerSchema.safeParse(raw, { error: requiredMessage });
-    if (parsed.success) providers.push(parsed.data);
-    else problems.push(...toProblems(parsed.error.issues, at));
+    if (parsed.success) {
+      providers.push(parsed.data);
+      readProviderKeys(parsed.data, (key, message) => problems.push({ path: at([key]), message }));
+    } else problems.push(...toProblems(parsed.error.issues, at));
   }
   return providers;
 }

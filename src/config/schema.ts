@@ -87,6 +87,15 @@ export const providerSchema = z
     if ((p.tls_cert_file === undefined) !== (p.tls_key_file === undefined)) {
       problem(p.tls_cert_file === undefined ? 'tls_cert_file' : 'tls_key_file', 'tls_cert_file and tls_key_file go together');
     }
+    // A key file the method does not use would be silently ignored: the operator meant something else.
+    if (p.auth_method !== 'private_key_jwt') {
+      if (p.private_key_file !== undefined) problem('private_key_file', 'only with auth_method private_key_jwt');
+      if (p.signing_alg !== undefined) problem('signing_alg', 'only with auth_method private_key_jwt');
+    }
+    if (p.introspection_response === 'jwt' && p.introspection_endpoint !== undefined) {
+      // The answer's signature is checked against the JWKS named by the provider's metadata.
+      problem('introspection_response', 'jwt needs the provider metadata (its jwks_uri): leave introspection_endpoint out');
+    }
     if (p.introspection_signing_alg !== undefined && p.introspection_response !== 'jwt') {
       problem('introspection_signing_alg', 'only with introspection_response: jwt');
     }

@@ -4,6 +4,7 @@
  * capped at 64 KiB (SPEC §3.4). A provider can be slow, wrong or hostile; none of that may cost
  * tollgate more than this.
  */
+import { createSecureContext } from 'node:tls';
 import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import type { CustomFetch } from 'openid-client';
 
@@ -11,7 +12,7 @@ import type { CustomFetch } from 'openid-client';
 export const MAX_ANSWER_BYTES = 65_536;
 
 export class ProviderHttpError extends Error {
-  readonly code: 'answer_too_large' | 'timeout';
+  readonly code: 'answer_too_large' | 'timeout' | 'unsigned_answer';
   constructor(code: ProviderHttpError['code'], message: string) {
     super(message);
     this.name = 'ProviderHttpError';
@@ -24,8 +25,11 @@ export interface ProviderFetchOptions {
   timeoutMs: number;
   /** Connections kept to this provider. */
   connections: number;
-  /** TLS options for the connection (private CA, client certificate). */
-  tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
+  /**
+   * TLS options for every connection to this provider: the CAs to trust (the system's and the
+   * provider's `ca_file`, see config/keys.ts), and the client certificate of mutual TLS (RFC 8705).
+   */
+  tls?: { ca?: string | Buffer | readonly (string | Buffer)[]; cert?: string | Buffer; key?: string | Buffer } | undefined;
 }
 
 export interface ProviderFetch {
@@ -35,10 +39,21 @@ export interface ProviderFetch {
 }
 
 export function createProviderFetch(options: ProviderFetchOptions): ProviderFetch {
+  // One TLS context per provider, built here: with ca_file the trust store holds every system CA
+  // too, and parsing ~150 certificates on each new connection would cost more than the handshake.
+  const tls = options.tls;
+  const secureContext =
+    tls === undefined
+      ? undefined
+      : createSecureContext({
+          ...(tls.ca === undefined ? {} : { ca: Array.isArray(tls.ca) ? [...tls.ca] : (tls.ca as string | Buffer) }),
+          ...(tls.cert === undefined ? {} : { cert: tls.cert }),
+          ...(tls.key === undefined ? {} : { key: tls.key }),
+        });
   const agent = new Agent({
     connections: options.connections,
     keepAliveTimeout: 30_000,
-    connect: { timeout: options.timeoutMs, ...options.tls },
+    connect: { timeout: options.timeoutMs, ...(secureContext === undefined ? {} : { secureContext }) },
   });
 
   const boundedFetch: CustomFetch = async (url, init) => {

@@ -6,7 +6,15 @@ import * as oidc from 'openid-client';
 import { TollgateError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { ProviderConfig } from '../config/schema.js';
+import { readProviderKeysOrThrow } from '../config/keys.js';
+import type { AuthMethod, ProviderConfig } from '../config/schema.js';
+import {
+  applyAnswerChecks,
+  clientAuthFor,
+  clientMetadataFor,
+  introspectionEndpointOf,
+  requireSignedAnswers,
+} from './client-auth.js';
 import { createProviderFetch, ProviderHttpError, type ProviderFetch } from './provider-fetch.js';
 
 export interface Provider {
@@ -36,8 +44,14 @@ const unavailable = (description: string, cause?: unknown) =>
 export function createProvider(config: ProviderConfig, deps: ProviderDeps): Provider {
   const { logger, metrics } = deps;
   const log = logger.child({ provider: config.name });
-  const http: ProviderFetch = createProviderFetch({ timeoutMs: config.timeout_ms, connections: config.max_concurrency });
-  const clientAuth = clientAuthFor(config);
+  // Key files are read anew for every provider built, so a reload picks up a rotated key or certificate.
+  const keys = readProviderKeysOrThrow(config);
+  const http: ProviderFetch = createProviderFetch({
+    timeoutMs: config.timeout_ms,
+    connections: config.max_concurrency,
+    tls: keys.tls,
+  });
+  const clientAuth = clientAuthFor(config, keys);
   const insecure = isInsecure(config);
 
   let configuration: oidc.Configuration | undefined;
@@ -47,8 +61,9 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
   const ready = new Promise<void>((resolve) => (resolveReady = resolve));
 
   const finish = (c: oidc.Configuration) => {
-    c[oidc.customFetch] = http.fetch;
+    c[oidc.customFetch] = guardedFetch(config, http);
     if (insecure) oidc.allowInsecureRequests(c);
+    applyAnswerChecks(config, c);
     configuration = c;
     resolveReady();
   };
@@ -61,11 +76,11 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
       (c) => {
         if (closed) return;
         finish(c);
-        log.info({ introspection_endpoint: c.serverMetadata().introspection_endpoint }, 'provider ready');
+        log.info({ introspection_endpoint: introspectionEndpointOf(config, c) }, 'provider ready');
       },
       (err: unknown) => {
         if (closed) return;
-        log.warn({ cause: describeFailure(err), retry_in_ms: pauseMs }, 'provider discovery failed');
+        log.warn({ cause: describeFailure(err, config.auth_method), retry_in_ms: pauseMs }, 'provider discovery failed');
         retryTimer = setTimeout(() => attempt(Math.min(pauseMs * 2, retry.max)), pauseMs);
         retryTimer.unref();
       },
@@ -100,7 +115,7 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
         return claims;
       } catch (err) {
         counted.error.inc();
-        log.warn({ cause: describeFailure(err) }, 'introspection failed');
+        log.warn({ cause: describeFailure(err, config.auth_method) }, 'introspection failed');
         throw unavailable('the provider could not be asked', err);
       } finally {
         stop();
@@ -124,7 +139,7 @@ async function discoverConfiguration(
   clientAuth: oidc.ClientAuth,
   insecure: boolean,
 ): Promise<oidc.Configuration> {
-  const clientMetadata = { client_secret: config.client_secret };
+  const clientMetadata = clientMetadataFor(config);
   if (config.introspection_endpoint !== undefined) {
     return new oidc.Configuration(
       { issuer: config.issuer, introspection_endpoint: config.introspection_endpoint },
@@ -156,10 +171,11 @@ async function discoverConfiguration(
 
 /** Discovers once, for `check-config --discover`: the introspection endpoint, or a failure said plainly. */
 export async function discoverOnce(config: ProviderConfig): Promise<string> {
-  const http = createProviderFetch({ timeoutMs: config.timeout_ms, connections: 1 });
+  const keys = readProviderKeysOrThrow(config);
+  const http = createProviderFetch({ timeoutMs: config.timeout_ms, connections: 1, tls: keys.tls });
   try {
-    const c = await discoverConfiguration(config, http, clientAuthFor(config), isInsecure(config));
-    return c.serverMetadata().introspection_endpoint!;
+    const c = await discoverConfiguration(config, http, clientAuthFor(config, keys), isInsecure(config));
+    return introspectionEndpointOf(config, c)!;
   } finally {
     await http.close();
   }
@@ -169,24 +185,16 @@ function isInsecure(config: ProviderConfig): boolean {
   return new URL(config.issuer).protocol === 'http:' || config.introspection_endpoint?.startsWith('http:') === true;
 }
 
-function clientAuthFor(config: ProviderConfig): oidc.ClientAuth {
-  switch (config.auth_method) {
-    case 'client_secret_basic':
-      return oidc.ClientSecretBasic(config.client_secret);
-    case 'client_secret_post':
-      return oidc.ClientSecretPost(config.client_secret);
-    case 'none':
-      return oidc.None();
-    default:
-      throw new Error(`auth_method ${config.auth_method} is not supported yet`);
-  }
+/** The provider's fetch, refusing unsigned introspection answers where signed ones are required. */
+function guardedFetch(config: ProviderConfig, http: ProviderFetch): oidc.CustomFetch {
+  return config.introspection_response === 'jwt' ? requireSignedAnswers(http.fetch) : http.fetch;
 }
 
 /**
  * A failure, said so an operator can act on it: what went wrong and the provider's own error code,
  * never a request, a token or a whole answer.
  */
-export function describeFailure(err: unknown): string {
+export function describeFailure(err: unknown, authMethod?: AuthMethod): string {
   if (err instanceof ProviderHttpError) return err.message;
   if (!(err instanceof Error)) return String(err);
   const e = err as Error & { status?: number; error?: string; error_description?: string; code?: string; cause?: unknown };
@@ -196,7 +204,7 @@ export function describeFailure(err: unknown): string {
     const what = body.error === undefined ? '' : ` ${body.error}${body.error_description ? ` (${body.error_description})` : ''}`;
     const hint =
       status === 401 || status === 403
-        ? ": the provider rejected tollgate's client credentials; check client_id and the secret"
+        ? `: the provider rejected tollgate's client credentials; check client_id and ${CREDENTIALS[authMethod ?? 'client_secret_basic']}`
         : '';
     return `HTTP ${status}${what}${hint}`;
   }
@@ -205,6 +213,32 @@ export function describeFailure(err: unknown): string {
     return `unexpected HTTP status ${cause.status}`;
   if (cause instanceof ProviderHttpError) return cause.message;
   const causeCode = typeof cause?.code === 'string' ? ` (${cause.code})` : '';
-  const causeMessage = cause instanceof Error && causeCode === '' ? `: ${cause.message}` : '';
-  return `${e.message}${causeCode}${causeMessage}`;
+  // openid-client's own checks (a signed answer's signature, alg, iss, aud) say what failed in the
+  // cause's message, a fixed sentence of theirs that never quotes the answer.
+  const oauthCheck = typeof cause?.code === 'string' && cause.code.startsWith('OAUTH_') && cause.message !== e.message;
+  const causeMessage = cause instanceof Error && (causeCode === '' || oauthCheck) ? `: ${cause.message}` : '';
+  const tlsHint =
+    typeof cause?.code === 'string' && UNTRUSTED_CERTIFICATE.has(cause.code)
+      ? ": the provider's TLS certificate is not trusted (a private CA goes in the provider's ca_file)"
+      : '';
+  return `${e.message}${causeCode}${causeMessage}${tlsHint}`;
 }
+
+/** What to check when a provider rejects tollgate's credentials, per auth_method. */
+const CREDENTIALS: Record<AuthMethod, string> = {
+  client_secret_basic: 'the secret',
+  client_secret_post: 'the secret',
+  private_key_jwt: 'that the provider has the public key of private_key_file (and its kid)',
+  tls_client_auth: 'the client certificate (its subject, and its CA at the provider)',
+  self_signed_tls_client_auth: 'that the provider has the certificate of tls_cert_file',
+  none: 'that the provider lets this client introspect without credentials',
+};
+
+/** node:tls verification codes that mean "this server's certificate does not chain to a trusted CA". */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+]);

@@ -15,6 +15,10 @@ export interface FakeProvider {
   readonly calls: string[];
   /** The Authorization header of each call. */
   readonly authorizations: (string | undefined)[];
+  /** The form body of each call (client_id, client_assertion…). */
+  readonly forms: URLSearchParams[];
+  /** The Accept header of each call. */
+  readonly accepts: (string | undefined)[];
   /** Most calls ever in flight at once. */
   readonly maxInFlight: number;
   /** Answers every call with this JSON object. */
@@ -27,11 +31,15 @@ export interface FakeProvider {
 export interface FakeProviderOptions {
   /** Serve discovery metadata (default true). */
   discovery?: boolean;
+  /** Publish this JWK Set at `/jwks` (advertised as `jwks_uri`), to verify signed answers against. */
+  jwks?: { keys: Record<string, unknown>[] };
 }
 
 export async function startFakeProvider(options: FakeProviderOptions = {}): Promise<FakeProvider> {
   const calls: string[] = [];
   const authorizations: (string | undefined)[] = [];
+  const forms: URLSearchParams[] = [];
+  const accepts: (string | undefined)[] = [];
   let inFlight = 0;
   let maxInFlight = 0;
   let issuer = '';
@@ -40,15 +48,24 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', issuer);
     if (url.pathname === '/.well-known/openid-configuration' && options.discovery !== false) {
-      return json(res, 200, { issuer, introspection_endpoint: `${issuer}/introspect`, token_endpoint: `${issuer}/token` });
+      return json(res, 200, {
+        issuer,
+        introspection_endpoint: `${issuer}/introspect`,
+        token_endpoint: `${issuer}/token`,
+        ...(options.jwks === undefined ? {} : { jwks_uri: `${issuer}/jwks` }),
+      });
     }
+    if (url.pathname === '/jwks' && options.jwks !== undefined) return json(res, 200, options.jwks);
     if (url.pathname !== '/introspect' || req.method !== 'POST') return json(res, 404, { error: 'not_found' });
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const token = new URLSearchParams(Buffer.concat(chunks).toString()).get('token') ?? '';
+      const form = new URLSearchParams(Buffer.concat(chunks).toString());
+      const token = form.get('token') ?? '';
       calls.push(token);
       authorizations.push(req.headers.authorization);
+      forms.push(form);
+      accepts.push(req.headers.accept);
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       res.on('close', () => inFlight--);
@@ -65,6 +82,8 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     introspectionEndpoint: `${issuer}/introspect`,
     calls,
     authorizations,
+    forms,
+    accepts,
     get maxInFlight() {
       return maxInFlight;
     },
