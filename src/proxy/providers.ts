@@ -256,6 +256,9 @@ export function describeFailure(err: unknown): string {
   if (e.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && typeof cause?.status === 'number')
     return `unexpected HTTP status ${cause.status}`;
   if (cause instanceof ProviderHttpError) return cause.message;
+  // openid-client's own checks of the answer (not JSON, `active` not a boolean…) say what failed.
+  if (typeof cause?.code === 'string' && cause.code.startsWith('OAUTH_') && typeof cause.message === 'string')
+    return `${e.message}: ${cause.message} (${cause.code})`;
   const causeCode = typeof cause?.code === 'string' ? ` (${cause.code})` : '';
   const causeMessage = cause instanceof Error && causeCode === '' ? `: ${cause.message}` : '';
   return `${e.message}${causeCode}${causeMessage}`;

@@ -40,12 +40,7 @@ export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
  * Checks a refusal is SPEC §4 exactly: status, JSON body with the code, Content-Type,
  * Cache-Control: no-store, and Retry-After on a 503. Returns the Retry-After seconds (or NaN).
  */
-export function assertRefusal(
-  t: Test,
-  res: Answer,
-  status: number,
-  code: string,
-): number {
+export function assertRefusal(t: Test, res: Answer, status: number, code: string): number {
   t.equal(res.status, status, `status ${status} (${code})`);
   t.equal(res.headers['content-type'], 'application/json');
   t.equal(res.headers['cache-control'], 'no-store');
