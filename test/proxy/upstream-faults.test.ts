@@ -13,6 +13,7 @@ import { startOidcProvider } from '../../dev/oidc-provider.js';
 import { assertRefusal, bearer } from '../helpers/http.js';
 import { providerEntry, startTollgate, withTimeout } from '../helpers/tollgate.js';
 import { startUpstream } from '../helpers/upstream.js';
+import { json, startFakeProvider } from '../helpers/fake-provider.js';
 
 const op = await startOidcProvider();
 t.teardown(() => op.close());
@@ -133,4 +134,49 @@ t.test('a client that aborts aborts the upstream request; 1,000 aborts leak no s
   t.equal(upstream.requests.length, 1 + 21 + 1000);
   const lines = gate.accessLines();
   t.equal(lines.length, 1 + 21 + 1000, 'one access line per request, aborted ones too');
+  t.same(
+    new Set(lines.slice(1).map((l) => `${l.status} ${l.outcome} ${l.code}`)),
+    new Set(['499 allowed null']),
+    'an abort is logged 499 (client closed), not as an upstream error',
+  );
+  t.equal(await gate.metric('tollgate_requests_total', { outcome: 'upstream_error' }), 0);
+});
+
+t.test('a client that leaves while its token is being checked: nothing is forwarded', async (t) => {
+  const fake = await startFakeProvider();
+  t.teardown(() => fake.close());
+  const held: ServerResponse[] = [];
+  fake.script((_token, _req, res) => void held.push(res));
+  const upstream = await startUpstream();
+  t.teardown(() => upstream.close());
+  const gate = await startTollgate(t, { upstream: { url: upstream.url }, providers: [providerEntry('acme', fake.issuer)] });
+  const socket = abandonRequest(gate.url, 1);
+  await withTimeout(
+    (async () => {
+      while (held.length === 0) await new Promise((r) => setTimeout(r, 5));
+    })(),
+    5000,
+    'the introspection call never arrived',
+  );
+  // Both ends of the client's connection live in this process: wait until both are gone.
+  const sockets = () => process.getActiveResourcesInfo().filter((kind) => kind === 'TCPSocketWrap').length;
+  const before = sockets();
+  socket.destroy();
+  await withTimeout(
+    (async () => {
+      while (sockets() > before - 2) await new Promise((r) => setImmediate(r));
+    })(),
+    5000,
+    'tollgate never saw the client leave',
+  );
+  json(held[0]!, 200, { active: true, sub: 'gone' });
+  await withTimeout(
+    (async () => {
+      while (gate.accessLines().length === 0) await new Promise((r) => setTimeout(r, 5));
+    })(),
+    5000,
+    'no access line for the abandoned request',
+  );
+  t.match(gate.accessLines()[0], { status: 499, outcome: 'allowed', cache: 'miss' });
+  t.equal(upstream.requests.length, 0, 'the upstream never saw it');
 });
