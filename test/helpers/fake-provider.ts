@@ -11,8 +11,10 @@ export type Script = (token: string, req: IncomingMessage, res: ServerResponse) 
 export interface FakeProvider {
   readonly issuer: string;
   readonly introspectionEndpoint: string;
-  /** Tokens introspected, in order (test data only). */
+  /** Tokens introspected, in order (test data only; empty with `record: false`). */
   readonly calls: string[];
+  /** Introspection calls received (counted with `record: false` too). */
+  readonly callCount: number;
   /** The Authorization header of each call. */
   readonly authorizations: (string | undefined)[];
   /** Most calls ever in flight at once. */
@@ -27,11 +29,14 @@ export interface FakeProvider {
 export interface FakeProviderOptions {
   /** Serve discovery metadata (default true). */
   discovery?: boolean;
+  /** Keep every token and Authorization header (default true); benchmarks only count. */
+  record?: boolean;
 }
 
 export async function startFakeProvider(options: FakeProviderOptions = {}): Promise<FakeProvider> {
   const calls: string[] = [];
   const authorizations: (string | undefined)[] = [];
+  let callCount = 0;
   let inFlight = 0;
   let maxInFlight = 0;
   let issuer = '';
@@ -47,8 +52,11 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const token = new URLSearchParams(Buffer.concat(chunks).toString()).get('token') ?? '';
-      calls.push(token);
-      authorizations.push(req.headers.authorization);
+      callCount++;
+      if (options.record !== false) {
+        calls.push(token);
+        authorizations.push(req.headers.authorization);
+      }
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       res.on('close', () => inFlight--);
@@ -65,6 +73,9 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     introspectionEndpoint: `${issuer}/introspect`,
     calls,
     authorizations,
+    get callCount() {
+      return callCount;
+    },
     get maxInFlight() {
       return maxInFlight;
     },
