@@ -32,6 +32,14 @@ t.test('upstream refuses connections: 502 bad_gateway', async (t) => {
   t.match(gate.accessLines()[0], { outcome: 'upstream_error', code: 'bad_gateway', status: 502 });
 });
 
+t.test('upstream resets the connection before answering: 502 bad_gateway', async (t) => {
+  const upstream = await startUpstream();
+  t.teardown(() => upstream.close());
+  upstream.handle((req) => req.socket.resetAndDestroy());
+  const gate = await startTollgate(t, { upstream: { url: upstream.url }, providers: [provider] });
+  assertRefusal(t, await gate.request('/orders', { headers: bearer(token) }), 502, 'bad_gateway');
+});
+
 t.test('upstream slow with its headers: 504 gateway_timeout after upstream.timeout_ms, and the request is aborted', async (t) => {
   const upstream = await startUpstream();
   t.teardown(() => upstream.close());
