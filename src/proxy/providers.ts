@@ -3,6 +3,7 @@
  * issuer is down, and the introspection call through openid-client (SPEC §3.4, §5).
  */
 import * as oidc from 'openid-client';
+import { systemClock, type Clock } from '../clock.js';
 import { TollgateError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -10,7 +11,6 @@ import type { ProviderConfig } from '../config/schema.js';
 import { createBreaker } from './breaker.js';
 import { createLimiter } from './limiter.js';
 import { createProviderFetch, ProviderHttpError, type ProviderFetch } from './provider-fetch.js';
-import { systemClock, type Clock } from '../clock.js';
 
 export interface Provider {
   readonly name: string;
