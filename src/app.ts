@@ -3,7 +3,7 @@
  * both listeners. Tests start it in-process with an injected clock and logger; the CLI starts it
  * with the real ones.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerOptions } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminHandler } from './admin.js';
 import { systemClock, type Clock } from './clock.js';
@@ -53,19 +53,19 @@ export async function startApp(options: AppOptions): Promise<App> {
   const cache = createIntrospectionCache(config.cache, clock, metrics);
   cacheSize = cache.size;
 
-  const providerDeps = { logger, metrics, ...(options.discoveryRetryMs ? { retryMs: options.discoveryRetryMs } : {}) };
+  const providerDeps = { logger, metrics, clock, ...(options.discoveryRetryMs ? { retryMs: options.discoveryRetryMs } : {}) };
   const providers = new Map<string, Provider>(config.providers.map((p) => [p.name, createProvider(p, providerDeps)]));
   const runtime = compileRuntime(config, providers);
   const upstream = createUpstream({ url: config.upstream.url, timeoutMs: config.upstream.timeout_ms });
   let draining = false;
 
   const handle = createHandler({ runtime: () => runtime, cache, upstream, clock, metrics, logger });
-  const proxy = createServer();
+  const proxy = createServer(serverTimeouts(config.server));
   proxy.on('request', (req, res) => void handle(req, res));
   // SPEC §3.8: `100 Continue` only once the request is authorised.
   proxy.on('checkContinue', (req, res) => void handle(req, res, true));
   // No 'clientError' listener: requests Node's parser refuses (smuggling attempts among them) get
-  // Node's own plain 400 (431 for oversized headers) and the connection is closed (SPEC §3.8).
+  // Node's own plain 400 (431 for oversized headers, 408 for a client too slow with its headers or body) and the connection is closed (SPEC §3.8).
 
   const isReady = () => !draining && [...providers.values()].every((p) => p.isReady());
   const admin = createServer(createAdminHandler({ metrics, isReady }));
@@ -93,6 +93,21 @@ export async function startApp(options: AppOptions): Promise<App> {
       await closeServer(proxy, timeoutMs);
       await Promise.all([closeServer(admin, 0), upstream.close(), ...[...providers.values()].map((p) => p.close())]);
     },
+  };
+}
+
+/**
+ * The proxy listener's limits on slow clients (`server.*`). Node checks them on a timer
+ * (`connectionsCheckingInterval`, 30 s by default), which would let a slowloris client hold its
+ * connection up to 30 s past the limit: the check runs at least as often as the shortest limit.
+ */
+function serverTimeouts(server: Config['server']): ServerOptions {
+  const limits = [server.headers_timeout_ms, server.request_timeout_ms].filter((ms) => ms > 0);
+  return {
+    headersTimeout: server.headers_timeout_ms,
+    requestTimeout: server.request_timeout_ms,
+    keepAliveTimeout: server.keep_alive_timeout_ms,
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, ...limits.map((ms) => Math.floor(ms / 4)))),
   };
 }
 

@@ -147,6 +147,28 @@ export const configSchema = z
       url: z.url().refine((v) => /^https?:$/.test(new URL(v).protocol), 'expected an http:// or https:// URL'),
       timeout_ms: positiveInt().default(30000).describe("Until the upstream's response headers (milliseconds)"),
     }),
+    server: z
+      .strictObject({
+        headers_timeout_ms: positiveInt()
+          .default(10_000)
+          .describe("Longest wait for a request's complete headers, then 408 and close (slowloris) (milliseconds)"),
+        request_timeout_ms: z
+          .number()
+          .int()
+          .nonnegative()
+          .default(300_000)
+          .describe('Longest wait for a whole request, body included, then 408 and close; 0 = none (milliseconds)'),
+        keep_alive_timeout_ms: positiveInt()
+          .default(5_000)
+          .describe(
+            "An idle client connection is closed after this; keep it above a load balancer's idle timeout (milliseconds)",
+          ),
+      })
+      .default({ headers_timeout_ms: 10_000, request_timeout_ms: 300_000, keep_alive_timeout_ms: 5_000 })
+      .refine((s) => s.request_timeout_ms === 0 || s.headers_timeout_ms <= s.request_timeout_ms, {
+        message: 'headers_timeout_ms must not exceed request_timeout_ms',
+        path: ['headers_timeout_ms'],
+      }),
     providers: z.array(providerSchema).default([]),
     providers_dir: z.string().min(1).optional().describe('One provider per *.yaml file, reloaded live'),
     provider_header: headerName().nullable().default(null).describe('Names the provider of an opaque token, e.g. X-Tenant'),

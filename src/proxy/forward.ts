@@ -24,7 +24,14 @@ export interface Upstream {
   close(): Promise<void>;
 }
 
+/**
+ * The status logged when the client went away before the upstream's answer reached it (nginx's
+ * 499): the request was authorised, so it is no refusal, and no upstream fault either.
+ */
+export const CLIENT_CLOSED = 499;
+
 export interface ForwardResult {
+  /** The upstream's status, or CLIENT_CLOSED. */
   readonly status: number;
   /** Until the upstream's response headers (milliseconds). */
   readonly upstreamMs: number;
@@ -48,6 +55,8 @@ export function createUpstream(options: UpstreamOptions): Upstream {
 
   return {
     async forward(req, res, path, headers) {
+      // The client left while its token was checked: nothing to forward, nobody to answer.
+      if (req.socket.destroyed) return { status: CLIENT_CLOSED, upstreamMs: 0 };
       const abort = new AbortController();
       const onClose = () => {
         if (!res.writableFinished) abort.abort();
@@ -66,6 +75,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
         });
       } catch (err) {
         res.off('close', onClose);
+        if (abort.signal.aborted) return { status: CLIENT_CLOSED, upstreamMs: performance.now() - started };
         if (err instanceof undiciErrors.HeadersTimeoutError) {
           throw new TollgateError('gateway_timeout', 'the upstream did not answer in time', { cause: err });
         }

@@ -9,7 +9,7 @@ import type { Logger } from '../observability/log.js';
 import type { CacheResult, Metrics } from '../observability/metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { Answer } from './answer.js';
-import type { Upstream } from './forward.js';
+import { CLIENT_CLOSED, type Upstream } from './forward.js';
 import { buildUpstreamHeaders } from './headers.js';
 import type { IntrospectionCache } from './introspect.js';
 import { checkPolicy } from './policy.js';
@@ -107,7 +107,9 @@ export function createHandler(deps: HandlerDeps): Handler {
       const result = await upstream.forward(req, res, forwardPath, headers);
       line.status = result.status;
       line.upstream_ms = round(result.upstreamMs);
-      metrics.upstreamDuration.labels(statusClass(result.status)).observe(result.upstreamMs / 1000);
+      if (result.status !== CLIENT_CLOSED) {
+        metrics.upstreamDuration.labels(statusClass(result.status)).observe(result.upstreamMs / 1000);
+      }
     } catch (err) {
       const refusal = isTollgateError(err) ? err : unexpected(err, logger);
       line.code = refusal.code;

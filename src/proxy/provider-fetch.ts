@@ -4,6 +4,8 @@
  * capped at 64 KiB (SPEC §3.4). A provider can be slow, wrong or hostile; none of that may cost
  * tollgate more than this.
  */
+import { lookup as dnsLookup } from 'node:dns';
+import type { LookupFunction } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici';
 import type { CustomFetch } from 'openid-client';
@@ -53,7 +55,11 @@ export function createProviderFetch(options: ProviderFetchOptions): ProviderFetc
   const agent = new Agent({
     connections: options.connections,
     keepAliveTimeout: 30_000,
-    connect: { timeout: options.timeoutMs, ...(secureContext === undefined ? {} : { secureContext }) },
+    connect: {
+      timeout: options.timeoutMs,
+      lookup: lookupExceptInvalid,
+      ...(secureContext === undefined ? {} : { secureContext }),
+    },
   });
 
   const boundedFetch: CustomFetch = async (url, init) => {
@@ -86,6 +92,22 @@ export function createProviderFetch(options: ProviderFetchOptions): ProviderFetc
     close: () => agent.close(),
   };
 }
+
+/**
+ * RFC 6761 §6.4: names under `.invalid` never resolve, and resolvers "SHOULD always return
+ * immediately with NXDOMAIN". glibc asks the network anyway; tollgate answers itself, so a
+ * placeholder issuer in a configuration never sends a DNS query anywhere.
+ */
+const lookupExceptInvalid: LookupFunction = (hostname, options, callback) => {
+  if (/(^|\.)invalid\.?$/i.test(hostname)) {
+    const err: NodeJS.ErrnoException = new Error(`getaddrinfo ENOTFOUND ${hostname}`);
+    err.code = 'ENOTFOUND';
+    err.syscall = 'getaddrinfo';
+    process.nextTick(() => callback(err, '', 0));
+    return;
+  }
+  dnsLookup(hostname, options, callback);
+};
 
 async function readCapped(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array | null> {
   if (body === null) return null;

@@ -3,11 +3,13 @@
  * issuer is down, and the introspection call through openid-client (SPEC §3.4, §5).
  */
 import * as oidc from 'openid-client';
+import { systemClock, type Clock } from '../clock.js';
 import { TollgateError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { readProviderKeysOrThrow } from '../config/keys.js';
 import type { AuthMethod, ProviderConfig } from '../config/schema.js';
+import { createBreaker } from './breaker.js';
 import {
   applyAnswerChecks,
   clientAuthFor,
@@ -15,6 +17,7 @@ import {
   introspectionEndpointOf,
   requireSignedAnswers,
 } from './client-auth.js';
+import { createLimiter } from './limiter.js';
 import { createProviderFetch, ProviderHttpError, type ProviderFetch } from './provider-fetch.js';
 
 export interface Provider {
@@ -34,6 +37,8 @@ export interface Provider {
 export interface ProviderDeps {
   logger: Logger;
   metrics: Metrics;
+  /** Measures the circuit breaker's pause and the queue deadline; the system clock by default. */
+  clock?: Clock;
   /** Discovery retry: first pause and longest pause (milliseconds). SPEC §5: 1 s doubling to 30 s. */
   retryMs?: { first: number; max: number };
 }
@@ -96,6 +101,45 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
     error: introspections.labels(config.name, 'error'),
   };
 
+  // SPEC §3.4: the breaker refuses first (no queueing behind a provider known to fail), then the
+  // limiter bounds the calls in flight. A refusal by either makes no call, so it is not counted as
+  // an introspection request; the request itself is counted as provider_unavailable.
+  const clock = deps.clock ?? systemClock;
+  const limiter = createLimiter({ maxConcurrency: config.max_concurrency, queueTimeoutMs: config.queue_timeout_ms }, { clock });
+  const circuitOpen = metrics.circuitOpen.labels(config.name);
+  circuitOpen.set(0);
+  const breaker = createBreaker(
+    { failures: config.circuit_breaker.failures, maxPauseS: config.circuit_breaker.max_pause_s },
+    clock,
+    {
+      onOpen(pauseMs, failures) {
+        circuitOpen.set(1);
+        log.warn({ pause_ms: pauseMs, consecutive_failures: failures }, 'circuit breaker open: introspection calls paused');
+      },
+      onClose() {
+        circuitOpen.set(0);
+        log.info('circuit breaker closed: the provider answers again');
+      },
+    },
+  );
+
+  const call = async (c: oidc.Configuration, token: string): Promise<Record<string, unknown>> => {
+    const stop = duration.startTimer();
+    try {
+      const claims = (await oidc.tokenIntrospection(c, token, { token_type_hint: 'access_token' })) as Record<string, unknown>;
+      (claims.active === true ? counted.active : counted.inactive).inc();
+      return claims;
+    } catch (err) {
+      counted.error.inc();
+      const cause = describeFailure(err, config.auth_method);
+      if (rejectsCredentials(err)) log.error({ cause }, 'introspection failed: configuration error');
+      else log.warn({ cause }, 'introspection failed');
+      throw unavailable('the provider could not be asked', err);
+    } finally {
+      stop();
+    }
+  };
+
   return {
     name: config.name,
     issuer: config.issuer,
@@ -104,29 +148,38 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
     isReady: () => configuration !== undefined,
     ready,
     async introspect(token: string): Promise<Record<string, unknown>> {
-      if (configuration === undefined) throw unavailable('the provider is not ready yet');
-      const stop = duration.startTimer();
+      const c = configuration;
+      if (c === undefined) throw unavailable('the provider is not ready yet');
+      const ticket = breaker.admit();
+      let called = false;
       try {
-        const claims = (await oidc.tokenIntrospection(configuration, token, { token_type_hint: 'access_token' })) as Record<
-          string,
-          unknown
-        >;
-        (claims.active === true ? counted.active : counted.inactive).inc();
+        const claims = await limiter.run(() => {
+          called = true;
+          return call(c, token);
+        });
+        ticket.success();
         return claims;
       } catch (err) {
-        counted.error.inc();
-        log.warn({ cause: describeFailure(err, config.auth_method) }, 'introspection failed');
-        throw unavailable('the provider could not be asked', err);
-      } finally {
-        stop();
+        // No slot in time: the provider was not asked, so this says nothing about its health.
+        if (called) ticket.failure();
+        else ticket.cancel();
+        throw err;
       }
     },
     async close() {
       closed = true;
+      metrics.circuitOpen.remove(config.name);
       clearTimeout(retryTimer);
       await http.close();
     },
   };
+}
+
+/** The provider answered 401 or 403 to tollgate itself: its client_id or secret is wrong. */
+function rejectsCredentials(err: unknown): boolean {
+  const e = err as { status?: unknown; cause?: { status?: unknown } } | null;
+  const status = typeof e?.status === 'number' ? e.status : e?.cause?.status;
+  return status === 401 || status === 403;
 }
 
 /**
@@ -212,6 +265,9 @@ export function describeFailure(err: unknown, authMethod?: AuthMethod): string {
   if (e.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && typeof cause?.status === 'number')
     return `unexpected HTTP status ${cause.status}`;
   if (cause instanceof ProviderHttpError) return cause.message;
+  // openid-client's own checks of the answer (not JSON, `active` not a boolean…) say what failed.
+  if (typeof cause?.code === 'string' && cause.code.startsWith('OAUTH_') && typeof cause.message === 'string')
+    return `${e.message}: ${cause.message} (${cause.code})`;
   const causeCode = typeof cause?.code === 'string' ? ` (${cause.code})` : '';
   // openid-client's own checks (a signed answer's signature, alg, iss, aud) say what failed in the
   // cause's message, a fixed sentence of theirs that never quotes the answer.

@@ -11,8 +11,10 @@ export type Script = (token: string, req: IncomingMessage, res: ServerResponse) 
 export interface FakeProvider {
   readonly issuer: string;
   readonly introspectionEndpoint: string;
-  /** Tokens introspected, in order (test data only). */
+  /** Tokens introspected, in order (test data only; empty with `record: false`). */
   readonly calls: string[];
+  /** Introspection calls received (counted with `record: false` too). */
+  readonly callCount: number;
   /** The Authorization header of each call. */
   readonly authorizations: (string | undefined)[];
   /** The form body of each call (client_id, client_assertion…). */
@@ -33,6 +35,8 @@ export interface FakeProviderOptions {
   discovery?: boolean;
   /** Publish this JWK Set at `/jwks` (advertised as `jwks_uri`), to verify signed answers against. */
   jwks?: { keys: Record<string, unknown>[] };
+  /** Keep every token, form and header of each call (default true); benchmarks only count. */
+  record?: boolean;
 }
 
 export async function startFakeProvider(options: FakeProviderOptions = {}): Promise<FakeProvider> {
@@ -40,6 +44,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   const authorizations: (string | undefined)[] = [];
   const forms: URLSearchParams[] = [];
   const accepts: (string | undefined)[] = [];
+  let callCount = 0;
   let inFlight = 0;
   let maxInFlight = 0;
   let issuer = '';
@@ -62,10 +67,13 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     req.on('end', () => {
       const form = new URLSearchParams(Buffer.concat(chunks).toString());
       const token = form.get('token') ?? '';
-      calls.push(token);
-      authorizations.push(req.headers.authorization);
-      forms.push(form);
-      accepts.push(req.headers.accept);
+      callCount++;
+      if (options.record !== false) {
+        calls.push(token);
+        authorizations.push(req.headers.authorization);
+        forms.push(form);
+        accepts.push(req.headers.accept);
+      }
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       res.on('close', () => inFlight--);
@@ -84,6 +92,9 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     authorizations,
     forms,
     accepts,
+    get callCount() {
+      return callCount;
+    },
     get maxInFlight() {
       return maxInFlight;
     },

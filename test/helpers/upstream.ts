@@ -25,7 +25,12 @@ export interface RecordingUpstream {
   close(): Promise<void>;
 }
 
-export async function startUpstream(): Promise<RecordingUpstream> {
+export interface UpstreamOptions {
+  /** Keep every request (default true); benchmarks only count them. */
+  record?: boolean;
+}
+
+export async function startUpstream(options: UpstreamOptions = {}): Promise<RecordingUpstream> {
   const requests: Recorded[] = [];
   type Handler = (req: IncomingMessage, res: ServerResponse, body: Buffer) => void;
   let handler: Handler = (_req, res) => {
@@ -41,7 +46,8 @@ export async function startUpstream(): Promise<RecordingUpstream> {
         (headers[name] ??= []).push(req.rawHeaders[i + 1]!);
       }
       const body = Buffer.concat(chunks);
-      requests.push({ method: req.method!, url: req.url!, headers, rawHeaders: req.rawHeaders, body });
+      if (options.record !== false)
+        requests.push({ method: req.method!, url: req.url!, headers, rawHeaders: req.rawHeaders, body });
       handler(req, res, body);
     });
   });
