@@ -49,7 +49,7 @@ export interface RawAnswer {
  * Sends `head` (request line and headers, without the blank line) byte for byte over a plain TCP
  * socket, for what an HTTP client would normalise: duplicate headers, odd names, `%2e%2e` (which
  * WHATWG URL parsing resolves before sending). `Connection: close` is added, so the answer ends
- * with the connection.
+ * with the connection (the server closes it).
  */
 export async function rawRequest(
   url: string,
@@ -71,7 +71,8 @@ export async function rawRequest(
   });
   const body = options.body ?? '';
   const length = body === '' && !/^(GET|HEAD|DELETE|OPTIONS) /.test(head) ? '' : `Content-Length: ${Buffer.byteLength(body)}\r\n`;
-  socket.end(`${head.replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n')}\r\n${length}Connection: close\r\n\r\n${body}`);
+  // write, not end: a half-closed socket reads as a client that went away (tollgate aborts).
+  socket.write(`${head.replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n')}\r\n${length}Connection: close\r\n\r\n${body}`);
   const raw = await done;
   const split = raw.indexOf('\r\n\r\n');
   const lines = raw.slice(0, split).split('\r\n');
