@@ -15,6 +15,8 @@ export interface FakeProvider {
   readonly calls: string[];
   /** The Authorization header of each call. */
   readonly authorizations: (string | undefined)[];
+  /** Each call's request: its form body (test data only) and Content-Type. */
+  readonly requests: { body: URLSearchParams; contentType: string | undefined }[];
   /** Most calls ever in flight at once. */
   readonly maxInFlight: number;
   /** Answers every call with this JSON object. */
@@ -25,13 +27,25 @@ export interface FakeProvider {
 }
 
 export interface FakeProviderOptions {
-  /** Serve discovery metadata (default true). */
-  discovery?: boolean;
+  /**
+   * Serve discovery metadata (default true): `true` or `'oidc'` at
+   * `/.well-known/openid-configuration`, `'oauth2'` only at RFC 8414's
+   * `/.well-known/oauth-authorization-server`, `false` not at all.
+   */
+  discovery?: boolean | 'oidc' | 'oauth2';
 }
 
 export async function startFakeProvider(options: FakeProviderOptions = {}): Promise<FakeProvider> {
   const calls: string[] = [];
   const authorizations: (string | undefined)[] = [];
+  const requests: FakeProvider['requests'] = [];
+  const discovery = options.discovery ?? true;
+  const metadataPath =
+    discovery === 'oauth2'
+      ? '/.well-known/oauth-authorization-server'
+      : discovery === false
+        ? null
+        : '/.well-known/openid-configuration';
   let inFlight = 0;
   let maxInFlight = 0;
   let issuer = '';
@@ -39,16 +53,18 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
 
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', issuer);
-    if (url.pathname === '/.well-known/openid-configuration' && options.discovery !== false) {
+    if (url.pathname === metadataPath) {
       return json(res, 200, { issuer, introspection_endpoint: `${issuer}/introspect`, token_endpoint: `${issuer}/token` });
     }
     if (url.pathname !== '/introspect' || req.method !== 'POST') return json(res, 404, { error: 'not_found' });
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const token = new URLSearchParams(Buffer.concat(chunks).toString()).get('token') ?? '';
+      const body = new URLSearchParams(Buffer.concat(chunks).toString());
+      const token = body.get('token') ?? '';
       calls.push(token);
       authorizations.push(req.headers.authorization);
+      requests.push({ body, contentType: req.headers['content-type'] });
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
       res.on('close', () => inFlight--);
@@ -65,6 +81,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     introspectionEndpoint: `${issuer}/introspect`,
     calls,
     authorizations,
+    requests,
     get maxInFlight() {
       return maxInFlight;
     },

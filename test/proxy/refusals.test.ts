@@ -381,3 +381,49 @@ t.test('a public route needs no token and calls no provider', async (t) => {
   t.equal(res.status, 200);
   t.equal(fake.calls.length, calls);
 });
+
+t.test('upstream failures: 502 and 504', async (t) => {
+  const token = tokenFor({});
+
+  t.test('an upstream that refuses the connection: 502 bad_gateway', async (t) => {
+    const port = await closedPort();
+    const broken = await startTollgate(
+      t,
+      {
+        upstream: { url: `http://127.0.0.1:${port}` },
+        providers: [providerEntry('fake', fake.issuer, { audience: [AUD] })],
+      },
+      { clock },
+    );
+    const res = await broken.request('/orders', { headers: bearer(token) });
+    t.equal(res.status, 502);
+    t.same(res.json(), { error: 'bad_gateway', error_description: res.json().error_description });
+    t.equal(res.headers['content-type'], 'application/json');
+    t.equal(res.headers['cache-control'], 'no-store');
+    t.equal(res.headers['www-authenticate'], undefined);
+    t.notOk(JSON.stringify(res.headers).includes(token) || res.text.includes(token), 'the token is not echoed');
+  });
+
+  t.test('an upstream past upstream.timeout_ms: 504 gateway_timeout', async (t) => {
+    const hung = await startUpstream();
+    t.teardown(() => hung.close());
+    hung.handle(() => {
+      // Never answers; close() cuts the connection at teardown.
+    });
+    const slowGate = await startTollgate(
+      t,
+      {
+        upstream: { url: hung.url, timeout_ms: 200 },
+        providers: [providerEntry('fake', fake.issuer, { audience: [AUD] })],
+      },
+      { clock },
+    );
+    const res = await slowGate.request('/orders', { headers: bearer(token) });
+    t.equal(res.status, 504);
+    t.equal(res.json().error, 'gateway_timeout');
+    t.equal(res.headers['content-type'], 'application/json');
+    t.equal(res.headers['cache-control'], 'no-store');
+    t.equal(res.headers['www-authenticate'], undefined);
+    t.equal(hung.requests.length, 1, 'the request did reach the upstream, which never answered');
+  });
+});
