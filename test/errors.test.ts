@@ -130,8 +130,12 @@ t.test('the documented error table agrees with src/errors.ts', async (t) => {
   t.ok(rows.length >= 5, `${source}: a table with a row per refusal`);
   const codeNames = new RegExp(`\\b(${CODES.join('|')})\\b`, 'g');
   const statusOf = (row: string[]) => {
-    const cell = row.find((c) => /^`?\d{3}`?$/.test(c));
-    return cell === undefined ? undefined : Number(cell.replace(/`/g, ''));
+    // `401`, 401, **401** or `401 Unauthorized`: the first cell that starts with a status.
+    for (const cell of row) {
+      const m = /^[*`]*([1-5]\d{2})\b/.exec(cell);
+      if (m) return Number(m[1]);
+    }
+    return undefined;
   };
   const documentedStatuses = new Set<number>();
   const documentedCodes = new Set<string>();

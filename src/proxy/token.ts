@@ -44,8 +44,10 @@ export function extractToken(req: IncomingMessage, sources: readonly TokenSource
     found = { token, source };
   }
   if (found === undefined) return undefined;
-  // RFC 6750 §2: a client must not use more than one method, whichever sources are configured.
+  // RFC 6750 §2: a client must not use more than one method, whichever sources are configured:
+  // a token by an RFC 6750 method tollgate does not read still makes two.
   if (!sources.some((s) => s.kind === 'query') && fromQuery(query) !== undefined) throw twoTokens();
+  if (!sources.some((s) => s.kind === 'header') && fromAuthorization(req.rawHeaders) !== undefined) throw twoTokens();
   checkSyntax(found.token);
   return found;
 }

@@ -18,6 +18,11 @@ const GOOD = 'good-token_1.2~3+4/5==';
 fake.answer((token) => (token === GOOD ? { active: true, sub: 'alice' } : { active: false }));
 
 const gate = await startTollgate(t, { upstream: { url: upstream.url }, providers: [providerEntry('fake', fake.issuer)] });
+const queryOnly = await startTollgate(t, {
+  upstream: { url: upstream.url },
+  providers: [providerEntry('fake', fake.issuer)],
+  token_sources: ['query'],
+});
 const everySource = await startTollgate(t, {
   upstream: { url: upstream.url },
   providers: [providerEntry('fake', fake.issuer)],
@@ -65,6 +70,8 @@ t.test('header and query: 400 invalid_request, whatever the sources', async (t) 
       t.equal(errorOf(res), 'invalid_request');
       t.notOk(res.raw.includes(GOOD), 'the token is not echoed');
     }
+    const notASource = await get(queryOnly, `/x?access_token=${GOOD}`, [`Authorization: Bearer ${GOOD}`]);
+    t.equal(notASource.status, 400, 'a header token still counts when only the query is a source');
     const twice = await get(everySource, `/x?access_token=${GOOD}&access_token=${GOOD}`, []);
     t.equal(twice.status, 400, 'two query tokens');
     const both = await get(everySource, '/x', [`Authorization: Bearer ${GOOD}`, `Cookie: session=${GOOD}`]);
@@ -72,6 +79,11 @@ t.test('header and query: 400 invalid_request, whatever the sources', async (t) 
     const cookies = await get(everySource, '/x', [`Cookie: session=${GOOD}; session=${GOOD}`]);
     t.equal(cookies.status, 400, 'two cookies of that name');
   });
+});
+
+t.test('with only the query as a source, another scheme in Authorization is no second token', async (t) => {
+  const res = await get(queryOnly, `/x?access_token=${encodeURIComponent(GOOD)}`, ['Authorization: Basic YTpi']);
+  t.equal(res.status, 200);
 });
 
 t.test('another scheme counts as no token: 401 with a bare challenge', async (t) => {
