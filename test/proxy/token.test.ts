@@ -72,6 +72,8 @@ t.test('header and query: 400 invalid_request, whatever the sources', async (t) 
     }
     const notASource = await get(queryOnly, `/x?access_token=${GOOD}`, [`Authorization: Bearer ${GOOD}`]);
     t.equal(notASource.status, 400, 'a header token still counts when only the query is a source');
+    const disguised = await get(gate, `/x?access%5Ftoken=${GOOD}`, [`Authorization: Bearer ${GOOD}`]);
+    t.equal(disguised.status, 400, 'header and an encoded access_token in the query');
     const twice = await get(everySource, `/x?access_token=${GOOD}&access_token=${GOOD}`, []);
     t.equal(twice.status, 400, 'two query tokens');
     const both = await get(everySource, '/x', [`Authorization: Bearer ${GOOD}`, `Cookie: session=${GOOD}`]);
@@ -146,6 +148,14 @@ t.test('query and cookie sources: the token is removed from what is forwarded', 
   let seen = upstream.requests[upstream.requests.length - 1]!;
   t.equal(seen.url, '/orders?a=1&b=2');
   t.notOk(JSON.stringify(seen).includes('good-token'), 'the token reaches the upstream nowhere');
+
+  const exact = await get(everySource, `/orders?b=%20x&access_token=${encodeURIComponent(GOOD)}&c=a+b&d`, []);
+  t.equal(exact.status, 200);
+  t.equal(upstream.requests[upstream.requests.length - 1]!.url, '/orders?b=%20x&c=a+b&d', 'the other parameters byte for byte');
+
+  const encodedName = await get(everySource, `/orders?access%5Ftoken=${encodeURIComponent(GOOD)}&a=1`, []);
+  t.equal(encodedName.status, 200, 'access%5Ftoken is access_token');
+  t.equal(upstream.requests[upstream.requests.length - 1]!.url, '/orders?a=1', 'and is removed too');
 
   const onlyToken = await get(everySource, `/orders?access_token=${encodeURIComponent(GOOD)}`, []);
   t.equal(onlyToken.status, 200);
