@@ -218,6 +218,21 @@ t.test('end to end through the binary, against a real provider', async (t) => {
     return child.stdout().includes(`"msg":"${msg}"`);
   };
 
+  t.test('check-config --discover asks each provider for its metadata', async (t) => {
+    const dir = t.testdir({
+      'tollgate.yaml': `
+upstream: { url: "${upstream.url}" }
+providers:
+  - { name: real, issuer: "${op.issuer}", client_id: tollgate, client_secret: x }
+  - { name: gone, issuer: "http://127.0.0.1:9", client_id: tollgate, client_secret: x, timeout_ms: 500 }
+`,
+    });
+    const child = run(t, ['check-config', '--discover', '--config', path.join(dir, 'tollgate.yaml')]);
+    t.equal(await within(15_000, 'check-config --discover exiting', child.exited), 1, 'exit 1: one provider failed');
+    t.match(child.stdout(), `real: introspection at ${op.issuer}/token/introspection`);
+    t.match(child.stdout(), /gone: discovery failed: /);
+  });
+
   t.test('zero-file mode: environment variables only', async (t) => {
     const child = run(t, [], {
       TOLLGATE_LISTEN: '127.0.0.1:0',
