@@ -7,6 +7,7 @@
  */
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import { manualClock } from '../helpers/clock.js';
 import { json, startFakeProvider } from '../helpers/fake-provider.js';
@@ -331,6 +332,16 @@ t.test('provider failures: 503 with Retry-After', async (t) => {
       for (let i = 0; i < body.length; i += 10_000) res.write(body.slice(i, i + 10_000));
       res.end();
     });
+    await refused(t, '/orders', token, unavailable);
+  });
+
+  t.test('a gzip body that inflates past 65,536 bytes (a decompression bomb)', async (t) => {
+    const token = tokenFor({});
+    const compressed = gzipSync(padded(1_000_000));
+    t.ok(compressed.length < 65_536, `${compressed.length} bytes on the wire`);
+    scriptFor(token, (res) =>
+      res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(compressed),
+    );
     await refused(t, '/orders', token, unavailable);
   });
 
