@@ -66,7 +66,15 @@ export function loadConfig(options: LoadOptions = {}): LoadResult {
     raw = substituteEnv(parsed, [], env, problems) as Tree;
   }
   applyEnvironment(raw, env, configPath !== undefined, problems);
-  return validateConfig(raw, { env, baseDir, problems });
+  const result = validateConfig(raw, { env, baseDir, problems });
+  if (result.ok || configPath !== undefined) return result;
+  // Zero-file mode: a missing TOLLGATE_UPSTREAM_URL or TOLLGATE_ISSUER is reported under its own
+  // name; the schema's `upstream.url: required` or "at least one provider" would say it twice.
+  const named = new Set(result.problems.map((p) => p.path));
+  const repeats = (p: Problem) =>
+    (named.has('TOLLGATE_UPSTREAM_URL') && (p.path === 'upstream' || p.path === 'upstream.url')) ||
+    (named.has('TOLLGATE_ISSUER') && p.path === 'providers');
+  return { ok: false, problems: result.problems.filter((p) => !repeats(p)) };
 }
 
 export interface ValidateOptions {

@@ -533,15 +533,22 @@ t.test('zero-file mode', async (t) => {
     t.equal(config.providers[0]!.introspection_endpoint, 'http://127.0.0.1:9000/oauth/introspect');
   });
 
-  t.test('missing TOLLGATE_UPSTREAM_URL and TOLLGATE_ISSUER are both problems', async (t) => {
-    const ps = lines(problems(t, loadConfig({ env: {} })));
-    t.ok(
-      ps.some((p) => p.startsWith('TOLLGATE_UPSTREAM_URL: required')),
-      ps.join('\n'),
-    );
-    t.ok(
-      ps.some((p) => p.startsWith('TOLLGATE_ISSUER: required')),
-      ps.join('\n'),
+  t.test('missing TOLLGATE_UPSTREAM_URL and TOLLGATE_ISSUER are both problems, each said once', async (t) => {
+    t.same(lines(problems(t, loadConfig({ env: {} }))), [
+      'TOLLGATE_UPSTREAM_URL: required without a configuration file (or give --config FILE)',
+      'TOLLGATE_ISSUER: required without a configuration file (or give --config FILE)',
+    ]);
+    t.same(lines(problems(t, loadConfig({ env: { TOLLGATE_UPSTREAM_URL: 'http://127.0.0.1:1' } }))), [
+      'TOLLGATE_ISSUER: required without a configuration file (or give --config FILE)',
+    ]);
+    t.same(
+      lines(
+        problems(
+          t,
+          loadConfig({ env: { TOLLGATE_ISSUER: 'https://x.example', TOLLGATE_CLIENT_ID: 'c', TOLLGATE_CLIENT_SECRET: 's' } }),
+        ),
+      ),
+      ['TOLLGATE_UPSTREAM_URL: required without a configuration file (or give --config FILE)'],
     );
   });
 
