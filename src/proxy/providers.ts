@@ -100,7 +100,7 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
         return claims;
       } catch (err) {
         counted.error.inc();
-        log.warn({ cause: describeFailure(err) }, 'introspection failed');
+        log.warn({ cause: withoutToken(describeFailure(err), token) }, 'introspection failed');
         throw unavailable('the provider could not be asked', err);
       } finally {
         stop();
@@ -180,6 +180,18 @@ function clientAuthFor(config: ProviderConfig): oidc.ClientAuth {
     default:
       throw new Error(`auth_method ${config.auth_method} is not supported yet`);
   }
+}
+
+/**
+ * A provider's error text is its own free text and may echo the token it was asked about (in
+ * `error_description`, say): every copy of it, raw or percent-encoded, is masked.
+ */
+export function withoutToken(text: string, token: string): string {
+  if (token === '') return text;
+  let out = text.split(token).join('[token]');
+  const encoded = encodeURIComponent(token);
+  if (encoded !== token) out = out.split(encoded).join('[token]');
+  return out;
 }
 
 /**

@@ -291,6 +291,13 @@ t.test('provider failures: 503 with Retry-After', async (t) => {
     await refused(t, '/orders', token, unavailable);
   });
 
+  t.test('an error answer that echoes the token is not logged as is', async (t) => {
+    const token = tokenFor({});
+    scriptFor(token, (res) => json(res, 400, { error: 'invalid_request', error_description: `bad token ${token}` }));
+    await refused(t, '/orders', token, unavailable);
+    t.match(gate.rawLogs(), 'invalid_request (bad token [token])', 'the rest of the reason is kept for the operator');
+  });
+
   t.test('invalid JSON', async (t) => {
     const token = tokenFor({});
     scriptFor(token, (res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"active": true,'));
