@@ -5,7 +5,7 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { readProviderKeys, resolveKeyFilePaths } from './keys.js';
 import { configSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
@@ -67,7 +67,15 @@ export function loadConfig(options: LoadOptions = {}): LoadResult {
     raw = substituteEnv(parsed, [], env, problems) as Tree;
   }
   applyEnvironment(raw, env, configPath !== undefined, problems);
-  return validateConfig(raw, { env, baseDir, problems });
+  const result = validateConfig(raw, { env, baseDir, problems });
+  if (result.ok || configPath !== undefined) return result;
+  // Zero-file mode: a missing TOLLGATE_UPSTREAM_URL or TOLLGATE_ISSUER is reported under its own
+  // name; the schema's `upstream.url: required` or "at least one provider" would say it twice.
+  const named = new Set(result.problems.map((p) => p.path));
+  const repeats = (p: Problem) =>
+    (named.has('TOLLGATE_UPSTREAM_URL') && (p.path === 'upstream' || p.path === 'upstream.url')) ||
+    (named.has('TOLLGATE_ISSUER') && p.path === 'providers');
+  return { ok: false, problems: result.problems.filter((p) => !repeats(p)) };
 }
 
 export interface ValidateOptions {
@@ -107,12 +115,34 @@ export function validateConfig(input: Tree, options: ValidateOptions = {}): Load
   if (typeof raw.providers_dir === 'string') {
     dirProviders = loadProvidersDir(path.resolve(baseDir, raw.providers_dir), env, problems);
   }
-  if (!parsed.success) return { ok: false, problems };
+  if (!parsed.success) {
+    // Cross-section problems too, read from the raw tree, so one run lists everything.
+    problems.push(...crossCheck(rawOutline(raw, dirProviders)));
+    return { ok: false, problems };
+  }
 
   const config = { ...parsed.data, providers: [...parsed.data.providers, ...dirProviders] };
-  problems.push(...crossCheck(config, parsed.data.providers.length));
+  problems.push(...crossCheck({ providers: config.providers, inlineCount: parsed.data.providers.length, routes: config.routes }));
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, config: deepFreeze(config) };
+}
+
+/** What crossCheck reads: provider names (inline first) and the providers each route names. */
+interface Outline {
+  readonly providers: readonly { readonly name: unknown }[];
+  readonly inlineCount: number;
+  readonly routes: readonly { readonly providers?: readonly unknown[] | undefined }[];
+}
+
+/** The outline of a tree that failed validation: whatever of it can be read. */
+function rawOutline(raw: Tree, dirProviders: readonly ProviderConfig[]): Outline {
+  const inline = Array.isArray(raw.providers) ? raw.providers.map((p) => ({ name: isTree(p) ? p.name : undefined })) : [];
+  const routes = Array.isArray(raw.routes)
+    ? raw.routes.map((r) => ({ providers: isTree(r) && Array.isArray(r.providers) ? (r.providers as unknown[]) : undefined }))
+    : [];
+  // A providers key of the wrong type is its own problem; "at least one" would only repeat it.
+  const unreadable = raw.providers !== undefined && !Array.isArray(raw.providers);
+  return { providers: unreadable ? [{ name: undefined }] : [...inline, ...dirProviders], inlineCount: inline.length, routes };
 }
 
 /** Like loadConfig, but throws a ConfigError listing every problem. */
@@ -166,23 +196,26 @@ export function loadProvidersDir(dir: string, env: NodeJS.ProcessEnv, problems: 
   return providers;
 }
 
-/** Checks that span the whole configuration, after each part is valid on its own. */
-function crossCheck(config: Config, inlineCount: number): Problem[] {
+/**
+ * Checks that span the whole configuration. Duplicates among the inline providers are the
+ * schema's to report; here, a providers_dir file that repeats a name.
+ */
+function crossCheck(outline: Outline): Problem[] {
   const problems: Problem[] = [];
-  if (config.providers.length === 0) {
+  if (outline.providers.length === 0) {
     problems.push({ path: 'providers', message: 'at least one provider is required (here or in providers_dir)' });
   }
   const names = new Set<string>();
-  config.providers.forEach((p, i) => {
-    if (names.has(p.name)) {
-      const where = i < inlineCount ? formatPath(['providers', i, 'name']) : `providers_dir/${p.name}.yaml: name`;
-      problems.push({ path: where, message: `duplicate provider name ${p.name}` });
+  outline.providers.forEach((p, i) => {
+    if (typeof p.name !== 'string') return;
+    if (names.has(p.name) && i >= outline.inlineCount) {
+      problems.push({ path: `providers_dir/${p.name}.yaml: name`, message: `duplicate provider name ${p.name}` });
     }
     names.add(p.name);
   });
-  config.routes.forEach((r, i) => {
+  outline.routes.forEach((r, i) => {
     r.providers?.forEach((name, j) => {
-      if (!names.has(name))
+      if (typeof name === 'string' && !names.has(name))
         problems.push({ path: formatPath(['routes', i, 'providers', j]), message: `unknown provider ${name}` });
     });
   });
@@ -198,13 +231,25 @@ function readYamlFile(file: string, label: string, problems: Problem[]): unknown
     return undefined;
   }
   try {
-    return parseYaml(text, { prettyErrors: false }) ?? {};
+    return parseYaml(text, { prettyErrors: true, logLevel: 'error' }) ?? {};
   } catch (err) {
-    // Only the first line: the rest of yaml's message quotes the file, which may hold a secret.
-    const message = String((err as Error).message).split('\n')[0];
-    problems.push({ path: label, message: `YAML: ${message}` });
+    problems.push({ path: label, message: `YAML: ${describeYamlError(err)}` });
     return undefined;
   }
+}
+
+/**
+ * yaml's own messages quote the file (an unresolved alias, a tag, a code frame), and the line that
+ * failed may hold a secret: only its error code and position are said.
+ */
+function describeYamlError(err: unknown): string {
+  // An alias whose anchor is missing fails while the document is turned into objects, as a plain
+  // ReferenceError that names the alias.
+  if (err instanceof ReferenceError) return 'an alias without its anchor';
+  if (!(err instanceof YAMLError)) return 'cannot parse';
+  const what = err.code.toLowerCase().replace(/_/g, ' ');
+  const at = err.linePos?.[0];
+  return at === undefined ? what : `${what} at line ${at.line}, column ${at.col}`;
 }
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;

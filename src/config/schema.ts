@@ -11,6 +11,14 @@ const PROVIDER_NAME = /^[a-z0-9-]{1,40}$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const METHOD = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
+/**
+ * zod skips an object's refinements once one of its fields has failed; ours are written to read a
+ * partly valid object, so they run whenever there is an object at all: every problem in one run.
+ */
+const ALWAYS_FOR_OBJECTS = {
+  when: (payload: { value: unknown }) => typeof payload.value === 'object' && payload.value !== null,
+};
+
 const seconds = (what: string) => z.number().nonnegative().describe(`${what} (seconds)`);
 const positiveInt = () => z.number().int().positive();
 
@@ -28,7 +36,8 @@ export type AuthMethod = (typeof AUTH_METHODS)[number];
 export const listenSchema = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^:[\]\s]+):\d{1,5}$/, 'expected host:port')
-  .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'port out of range');
+  // Judged only when the shape is right, so `nowhere` gets one problem, not two.
+  .refine((v) => !/:\d{1,5}$/.test(v) || Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'port out of range');
 
 export const providerSchema = z
   .strictObject({
@@ -68,7 +77,7 @@ export const providerSchema = z
       const value = p[key];
       if (typeof value === 'string' && URL.canParse(value)) {
         const url = new URL(value);
-        if (url.protocol === 'http:' && !p.allow_http && !isLoopbackHost(url.hostname)) {
+        if (url.protocol === 'http:' && p.allow_http !== true && !isLoopbackHost(url.hostname)) {
           problem(key, 'http:// is accepted only for loopback hosts unless allow_http is true');
         } else if (url.protocol !== 'http:' && url.protocol !== 'https:') {
           problem(key, 'expected an https:// URL');
@@ -99,7 +108,7 @@ export const providerSchema = z
     if (p.introspection_signing_alg !== undefined && p.introspection_response !== 'jwt') {
       problem('introspection_signing_alg', 'only with introspection_response: jwt');
     }
-  });
+  }, ALWAYS_FOR_OBJECTS);
 
 const routeSchema = z
   .strictObject({
@@ -115,12 +124,12 @@ const routeSchema = z
     providers: z.array(z.string().regex(PROVIDER_NAME, 'expected a provider name')).min(1).optional(),
   })
   .superRefine((r, ctx) => {
-    if (r.public && r.scopes.length > 0)
+    if (r.public === true && Array.isArray(r.scopes) && r.scopes.length > 0)
       ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'a public route takes no scopes' });
-    if (r.public && r.providers !== undefined) {
+    if (r.public === true && r.providers !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['providers'], message: 'a public route takes no providers' });
     }
-  });
+  }, ALWAYS_FOR_OBJECTS);
 
 export const DEFAULT_CLAIM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'X-Auth-Subject': 'sub',
@@ -205,7 +214,8 @@ export const configSchema = z
   })
   .superRefine((c, ctx) => {
     const seen = new Map<string, number>();
-    c.providers?.forEach((p, i) => {
+    if (!Array.isArray(c.providers)) return;
+    c.providers.forEach((p, i) => {
       if (typeof p?.name !== 'string') return;
       const first = seen.get(p.name);
       if (first !== undefined) {
@@ -214,7 +224,7 @@ export const configSchema = z
         seen.set(p.name, i);
       }
     });
-  });
+  }, ALWAYS_FOR_OBJECTS);
 
 export type ProviderConfig = z.output<typeof providerSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;

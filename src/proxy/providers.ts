@@ -131,7 +131,8 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
       return claims;
     } catch (err) {
       counted.error.inc();
-      const cause = describeFailure(err, config.auth_method);
+      // A provider's error text may echo the token it was asked about.
+      const cause = withoutToken(describeFailure(err, config.auth_method), token);
       if (rejectsCredentials(err)) log.error({ cause }, 'introspection failed: configuration error');
       else log.warn({ cause }, 'introspection failed');
       throw unavailable('the provider could not be asked', err);
@@ -241,6 +242,18 @@ function isInsecure(config: ProviderConfig): boolean {
 /** The provider's fetch, refusing unsigned introspection answers where signed ones are required. */
 function guardedFetch(config: ProviderConfig, http: ProviderFetch): oidc.CustomFetch {
   return config.introspection_response === 'jwt' ? requireSignedAnswers(http.fetch) : http.fetch;
+}
+
+/**
+ * A provider's error text is its own free text and may echo the token it was asked about (in
+ * `error_description`, say): every copy of it, raw or percent-encoded, is masked.
+ */
+export function withoutToken(text: string, token: string): string {
+  if (token === '') return text;
+  let out = text.split(token).join('[token]');
+  const encoded = encodeURIComponent(token);
+  if (encoded !== token) out = out.split(encoded).join('[token]');
+  return out;
 }
 
 /**

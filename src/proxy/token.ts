@@ -44,8 +44,10 @@ export function extractToken(req: IncomingMessage, sources: readonly TokenSource
     found = { token, source };
   }
   if (found === undefined) return undefined;
-  // RFC 6750 §2: a client must not use more than one method, whichever sources are configured.
+  // RFC 6750 §2: a client must not use more than one method, whichever sources are configured:
+  // a token by an RFC 6750 method tollgate does not read still makes two.
   if (!sources.some((s) => s.kind === 'query') && fromQuery(query) !== undefined) throw twoTokens();
+  if (!sources.some((s) => s.kind === 'header') && fromAuthorization(req.rawHeaders) !== undefined) throw twoTokens();
   checkSyntax(found.token);
   return found;
 }
@@ -77,7 +79,9 @@ function fromAuthorization(raw: readonly string[]): string | undefined {
 
 /** RFC 6750 §2.3 `access_token` query parameter. */
 function fromQuery(query: string): string | undefined {
-  if (query.indexOf('access_token') === -1) return undefined;
+  // Fast path, but `access%5Ftoken` is the same name once decoded: only a query with neither the
+  // name nor any escape is skipped.
+  if (query.indexOf('access_token') === -1 && query.indexOf('%') === -1) return undefined;
   const values = new URLSearchParams(query.slice(1)).getAll('access_token');
   if (values.length > 1) throw twoTokens();
   return values[0];
@@ -95,12 +99,29 @@ function fromCookie(header: string | undefined, name: string): string | undefine
   return value;
 }
 
-/** The query without `access_token`, so the upstream never receives the token that way. */
+/**
+ * The query without `access_token`, so the upstream never receives the token that way. Every other
+ * parameter is kept byte for byte: re-serialising would turn `%20` into `+`, which an API may read
+ * differently.
+ */
 export function queryWithoutToken(query: string): string {
-  const params = new URLSearchParams(query.slice(1));
-  params.delete('access_token');
-  const rest = params.toString();
-  return rest === '' ? '' : `?${rest}`;
+  const kept = query
+    .slice(1)
+    .split('&')
+    .filter((pair) => {
+      const eq = pair.indexOf('=');
+      return decodeName(eq === -1 ? pair : pair.slice(0, eq)) !== 'access_token';
+    });
+  return kept.length === 0 ? '' : `?${kept.join('&')}`;
+}
+
+/** A parameter name as URLSearchParams reads it (`+` is a space; a broken escape stays as is). */
+function decodeName(name: string): string {
+  try {
+    return decodeURIComponent(name.replace(/\+/g, ' '));
+  } catch {
+    return name;
+  }
 }
 
 /**

@@ -21,6 +21,8 @@ export interface FakeProvider {
   readonly forms: URLSearchParams[];
   /** The Accept header of each call. */
   readonly accepts: (string | undefined)[];
+  /** Each call's request: its form body (test data only) and Content-Type. */
+  readonly requests: { body: URLSearchParams; contentType: string | undefined }[];
   /** Most calls ever in flight at once. */
   readonly maxInFlight: number;
   /** Answers every call with this JSON object. */
@@ -31,8 +33,12 @@ export interface FakeProvider {
 }
 
 export interface FakeProviderOptions {
-  /** Serve discovery metadata (default true). */
-  discovery?: boolean;
+  /**
+   * Serve discovery metadata (default true): `true` or `'oidc'` at
+   * `/.well-known/openid-configuration`, `'oauth2'` only at RFC 8414's
+   * `/.well-known/oauth-authorization-server`, `false` not at all.
+   */
+  discovery?: boolean | 'oidc' | 'oauth2';
   /** Publish this JWK Set at `/jwks` (advertised as `jwks_uri`), to verify signed answers against. */
   jwks?: { keys: Record<string, unknown>[] };
   /** Keep every token, form and header of each call (default true); benchmarks only count. */
@@ -45,6 +51,14 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   const forms: URLSearchParams[] = [];
   const accepts: (string | undefined)[] = [];
   let callCount = 0;
+  const requests: FakeProvider['requests'] = [];
+  const discovery = options.discovery ?? true;
+  const metadataPath =
+    discovery === 'oauth2'
+      ? '/.well-known/oauth-authorization-server'
+      : discovery === false
+        ? null
+        : '/.well-known/openid-configuration';
   let inFlight = 0;
   let maxInFlight = 0;
   let issuer = '';
@@ -52,7 +66,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
 
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', issuer);
-    if (url.pathname === '/.well-known/openid-configuration' && options.discovery !== false) {
+    if (url.pathname === metadataPath) {
       return json(res, 200, {
         issuer,
         introspection_endpoint: `${issuer}/introspect`,
@@ -73,6 +87,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
         authorizations.push(req.headers.authorization);
         forms.push(form);
         accepts.push(req.headers.accept);
+        requests.push({ body: form, contentType: req.headers['content-type'] });
       }
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
@@ -95,6 +110,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     get callCount() {
       return callCount;
     },
+    requests,
     get maxInFlight() {
       return maxInFlight;
     },
