@@ -11,9 +11,10 @@ import type { Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createUpstream } from './proxy/forward.js';
-import { createHandler } from './proxy/handler.js';
+import { createHandler, createPipeline } from './proxy/handler.js';
 import { createIntrospectionCache } from './proxy/introspect.js';
 import { createProvider, type Provider } from './proxy/providers.js';
+import { createUpgrades } from './proxy/upgrade.js';
 import { compileRuntime, type Runtime } from './runtime.js';
 
 export interface AppOptions {
@@ -59,9 +60,16 @@ export async function startApp(options: AppOptions): Promise<App> {
   const upstream = createUpstream({ url: config.upstream.url, timeoutMs: config.upstream.timeout_ms });
   let draining = false;
 
-  const handle = createHandler({ runtime: () => runtime, cache, upstream, clock, metrics, logger });
+  const pipelineDeps = { runtime: () => runtime, cache, clock, metrics, logger };
+  const handle = createHandler({ ...pipelineDeps, upstream });
+  const upgrades = createUpgrades(createPipeline(pipelineDeps), {
+    url: config.upstream.url,
+    timeoutMs: config.upstream.timeout_ms,
+  });
   const proxy = createServer();
   proxy.on('request', (req, res) => void handle(req, res));
+  // SPEC §3.8: authorised like any request, then tunnelled.
+  proxy.on('upgrade', (req, socket, head) => void upgrades.handle(req, socket, head));
   // SPEC §3.8: `100 Continue` only once the request is authorised.
   proxy.on('checkContinue', (req, res) => void handle(req, res, true));
   proxy.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
@@ -94,7 +102,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     },
     async close(timeoutMs = config.shutdown.timeout_s * 1000) {
       draining = true;
-      await closeServer(proxy, timeoutMs);
+      await closeServer(proxy, timeoutMs, upgrades.closeAll);
       await Promise.all([closeServer(admin, 0), upstream.close(), ...[...providers.values()].map((p) => p.close())]);
     },
   };
@@ -119,10 +127,14 @@ function urlOf(server: Server): string {
 }
 
 /** Stops accepting, closes idle keep-alive connections, waits for in-flight requests, then cuts. */
-function closeServer(server: Server, timeoutMs: number): Promise<void> {
+function closeServer(server: Server, timeoutMs: number, cutTunnels = () => {}): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
-    const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+    // Upgraded connections are no longer the HTTP server's: they are cut with the rest.
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      cutTunnels();
+    }, timeoutMs);
     timer.unref();
     server.close(() => {
       clearTimeout(timer);
