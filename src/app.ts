@@ -4,12 +4,13 @@
  * with the real ones.
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createAdminHandler } from './admin.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
+import { createClientErrors } from './proxy/client-error.js';
 import { createUpstream } from './proxy/forward.js';
 import { createHandler, createPipeline } from './proxy/handler.js';
 import { createIntrospectionCache } from './proxy/introspect.js';
@@ -67,17 +68,20 @@ export async function startApp(options: AppOptions): Promise<App> {
     timeoutMs: config.upstream.timeout_ms,
   });
   const proxy = createServer();
-  proxy.on('request', (req, res) => void handle(req, res));
+  const clientErrors = createClientErrors();
+  proxy.on('request', (req, res) => {
+    clientErrors.track(req, res);
+    void handle(req, res);
+  });
   // SPEC §3.8: authorised like any request, then tunnelled.
   proxy.on('upgrade', (req, socket, head) => void upgrades.handle(req, socket, head));
   // SPEC §3.8: `100 Continue` only once the request is authorised.
-  proxy.on('checkContinue', (req, res) => void handle(req, res, true));
-  proxy.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    // Node's parser refused the request (smuggling attempts among them): plain 400, then close.
-    if (socket.writable && err.code !== 'ECONNRESET')
-      socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    else socket.destroy();
+  proxy.on('checkContinue', (req, res) => {
+    clientErrors.track(req, res);
+    void handle(req, res, true);
   });
+  // Node's parser refused the request (smuggling attempts among them): plain 400, then close.
+  proxy.on('clientError', clientErrors.onClientError);
 
   const isReady = () => !draining && [...providers.values()].every((p) => p.isReady());
   const admin = createServer(createAdminHandler({ metrics, isReady }));
