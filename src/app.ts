@@ -60,6 +60,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const runtime = compileRuntime(config, providers);
   const upstream = createUpstream({ url: config.upstream.url, timeoutMs: config.upstream.timeout_ms });
   let draining = false;
+  let closing: Promise<void> | undefined;
 
   const pipelineDeps = { runtime: () => runtime, cache, clock, metrics, logger };
   const handle = createHandler({ ...pipelineDeps, upstream });
@@ -104,10 +105,14 @@ export async function startApp(options: AppOptions): Promise<App> {
     startDraining() {
       draining = true;
     },
-    async close(timeoutMs = config.shutdown.timeout_s * 1000) {
-      draining = true;
-      await closeServer(proxy, timeoutMs, upgrades.closeAll);
-      await Promise.all([closeServer(admin, 0), upstream.close(), ...[...providers.values()].map((p) => p.close())]);
+    close(timeoutMs = config.shutdown.timeout_s * 1000) {
+      // A second call (a second SIGTERM, a test's teardown) waits for the first.
+      closing ??= (async () => {
+        draining = true;
+        await closeServer(proxy, timeoutMs, upgrades.closeAll);
+        await Promise.all([closeServer(admin, 0), upstream.close(), ...[...providers.values()].map((p) => p.close())]);
+      })();
+      return closing;
     },
   };
 }

@@ -102,7 +102,7 @@ t.test('a scoped route cannot be reached under a disguise without its scope', as
 
 t.test('what is public stays public, forwarded as matched', async (t) => {
   const g = await startGate(t);
-  for (const [target, path] of [
+  for (const [target, path] of <[string, string][]>[
     ['/public/a/../b', '/public/b'],
     ['/public/%7euser', '/public/~user'],
     ['/public/caf%c3%a9', '/public/caf%C3%A9'],
