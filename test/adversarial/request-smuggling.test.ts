@@ -72,6 +72,25 @@ for (const [name, build] of framings) {
   });
 }
 
+t.test('a Transfer-Encoding that does not end in chunked, before any body arrives: 400 and close', async (t) => {
+  // Node dispatches this head as a bodiless request and reads what follows as the next one; only
+  // bytes in the same packet make its parser refuse first. tollgate refuses it either way.
+  for (const coding of ['identity', 'xchunked', 'gzip']) {
+    const g = await startGate(t);
+    const res = await rawRequest(
+      g.gate.url,
+      `POST /orders HTTP/1.1\r\nHost: ${g.host}\r\nAuthorization: Bearer good\r\nTransfer-Encoding: ${coding}\r\n\r\n`,
+      { responses: 1 },
+    );
+    // Node's parser may refuse the head itself first (plain 400) or let tollgate refuse it
+    // (invalid_request): either way a 400, a close, and nothing upstream.
+    t.equal(res.responses[0]?.status, 400, coding);
+    t.ok(res.responses[0]?.body === '' || JSON.parse(res.responses[0]!.body).error === 'invalid_request');
+    t.same(res.responses[0]?.headers.connection, ['close']);
+    t.equal(g.upstream.requests.length, 0);
+  }
+});
+
 t.test('a request-shaped body is only a body', async (t) => {
   const g = await startGate(t);
   const res = await rawRequest(
