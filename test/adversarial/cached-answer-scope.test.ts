@@ -10,7 +10,7 @@ import { bearer } from '../helpers/http.js';
 import { startFakeProvider } from '../helpers/fake-provider.js';
 import { providerEntry, startTollgate } from '../helpers/tollgate.js';
 import { startUpstream } from '../helpers/upstream.js';
-import { startGate } from './fixture.js';
+import { startGate } from '../helpers/gate.js';
 
 t.test('an answer cached on a route without scopes never satisfies a scoped route', async (t) => {
   const g = await startGate(t);

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { bearer } from '../helpers/http.js';
-import { identityOf, startGate } from './fixture.js';
+import { identityOf, startGate } from '../helpers/gate.js';
 
 const CLAIM_HEADERS = {
   'X-Auth-Subject': 'sub',

@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { head, rawRequest } from '../helpers/raw.js';
-import { goodIdentity, identityOf, startGate } from './fixture.js';
+import { goodIdentity, identityOf, startGate } from '../helpers/gate.js';
 
 const tricks = [
   'close, X-Auth-Subject',

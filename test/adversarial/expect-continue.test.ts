@@ -6,7 +6,7 @@
 import { connect } from 'node:net';
 import t from 'tap';
 import { collect, head, parseResponses, rawRequest } from '../helpers/raw.js';
-import { startGate } from './fixture.js';
+import { startGate } from '../helpers/gate.js';
 
 const BODY = '{"order":42}';
 

@@ -8,7 +8,7 @@
 import t from 'tap';
 import { head, rawRequest } from '../helpers/raw.js';
 import { startUpstream } from '../helpers/upstream.js';
-import { startGate } from './fixture.js';
+import { startGate } from '../helpers/gate.js';
 
 /** [target, normalised path it is judged and forwarded as, or 400 when it is refused]. */
 const TARGETS: [string, string | 400][] = [

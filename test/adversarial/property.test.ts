@@ -12,7 +12,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import { head, rawRequest } from '../helpers/raw.js';
-import { startGate } from './fixture.js';
+import { startGate } from '../helpers/gate.js';
 
 const SEED = 20261129;
 const RUNS = 300;

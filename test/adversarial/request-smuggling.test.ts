@@ -7,7 +7,7 @@
  */
 import t from 'tap';
 import { collect, head, rawRequest } from '../helpers/raw.js';
-import { identityOf, startGate } from './fixture.js';
+import { identityOf, startGate } from '../helpers/gate.js';
 import { connect } from 'node:net';
 
 /** What an attacker hopes the upstream reads as a second request of its own. */

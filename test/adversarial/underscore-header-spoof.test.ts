@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { head, rawRequest } from '../helpers/raw.js';
-import { goodIdentity, identityOf, startGate } from './fixture.js';
+import { goodIdentity, identityOf, startGate } from '../helpers/gate.js';
 
 /** Every spelling of one header an upstream might read as `X-Auth-Subject`. */
 const SPOOFS: [string, string][] = [

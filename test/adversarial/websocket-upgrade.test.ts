@@ -8,7 +8,7 @@ import t from 'tap';
 import { WebSocket } from 'undici';
 import { head, rawRequest } from '../helpers/raw.js';
 import { withTimeout } from '../helpers/tollgate.js';
-import { goodIdentity, identityOf, startGate } from './fixture.js';
+import { goodIdentity, identityOf, startGate } from '../helpers/gate.js';
 
 const upgradeHead = (path: string, host: string, extra: [string, string][] = []) =>
   head(`GET ${path} HTTP/1.1`, [

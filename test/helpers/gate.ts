@@ -4,9 +4,9 @@
  * tollgate with a public route, a scoped route, and the default claim headers.
  */
 import type { Test } from 'tap';
-import { startFakeProvider, type FakeProvider } from '../helpers/fake-provider.js';
-import { providerEntry, startTollgate, type TestTollgate } from '../helpers/tollgate.js';
-import { startUpstream, type RecordingUpstream, type UpstreamOptions } from '../helpers/upstream.js';
+import { startFakeProvider, type FakeProvider } from './fake-provider.js';
+import { providerEntry, startTollgate, type TestTollgate } from './tollgate.js';
+import { startUpstream, type RecordingUpstream, type UpstreamOptions } from './upstream.js';
 
 export interface Gate {
   readonly gate: TestTollgate;
