@@ -10,10 +10,12 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
+import { createClientErrors } from './proxy/client-error.js';
 import { createUpstream } from './proxy/forward.js';
-import { createHandler } from './proxy/handler.js';
+import { createHandler, createPipeline } from './proxy/handler.js';
 import { createIntrospectionCache } from './proxy/introspect.js';
 import { createProvider, type Provider } from './proxy/providers.js';
+import { createUpgrades } from './proxy/upgrade.js';
 import { compileRuntime, type Runtime } from './runtime.js';
 
 export interface AppOptions {
@@ -58,14 +60,30 @@ export async function startApp(options: AppOptions): Promise<App> {
   const runtime = compileRuntime(config, providers);
   const upstream = createUpstream({ url: config.upstream.url, timeoutMs: config.upstream.timeout_ms });
   let draining = false;
+  let closing: Promise<void> | undefined;
 
-  const handle = createHandler({ runtime: () => runtime, cache, upstream, clock, metrics, logger });
+  const pipelineDeps = { runtime: () => runtime, cache, clock, metrics, logger };
+  const handle = createHandler({ ...pipelineDeps, upstream });
+  const upgrades = createUpgrades(createPipeline(pipelineDeps), {
+    url: config.upstream.url,
+    timeoutMs: config.upstream.timeout_ms,
+  });
   const proxy = createServer(serverTimeouts(config.server));
-  proxy.on('request', (req, res) => void handle(req, res));
+  const clientErrors = createClientErrors();
+  proxy.on('request', (req, res) => {
+    clientErrors.track(req, res);
+    void handle(req, res);
+  });
+  // SPEC §3.8: authorised like any request, then tunnelled.
+  proxy.on('upgrade', (req, socket, head) => void upgrades.handle(req, socket, head));
   // SPEC §3.8: `100 Continue` only once the request is authorised.
-  proxy.on('checkContinue', (req, res) => void handle(req, res, true));
-  // No 'clientError' listener: requests Node's parser refuses (smuggling attempts among them) get
-  // Node's own plain 400 (431 for oversized headers, 408 for a client too slow with its headers or body) and the connection is closed (SPEC §3.8).
+  proxy.on('checkContinue', (req, res) => {
+    clientErrors.track(req, res);
+    void handle(req, res, true);
+  });
+  // Node's parser refused the request (smuggling attempts among them): plain 400, then close;
+  // a client too slow with its headers or body (slowloris) gets 408.
+  proxy.on('clientError', clientErrors.onClientError);
 
   const isReady = () => !draining && [...providers.values()].every((p) => p.isReady());
   const admin = createServer(createAdminHandler({ metrics, isReady }));
@@ -88,10 +106,14 @@ export async function startApp(options: AppOptions): Promise<App> {
     startDraining() {
       draining = true;
     },
-    async close(timeoutMs = config.shutdown.timeout_s * 1000) {
-      draining = true;
-      await closeServer(proxy, timeoutMs);
-      await Promise.all([closeServer(admin, 0), upstream.close(), ...[...providers.values()].map((p) => p.close())]);
+    close(timeoutMs = config.shutdown.timeout_s * 1000) {
+      // A second call (a second SIGTERM, a test's teardown) waits for the first.
+      closing ??= (async () => {
+        draining = true;
+        await closeServer(proxy, timeoutMs, upgrades.closeAll);
+        await Promise.all([closeServer(admin, 0), upstream.close(), ...[...providers.values()].map((p) => p.close())]);
+      })();
+      return closing;
     },
   };
 }
@@ -130,10 +152,14 @@ function urlOf(server: Server): string {
 }
 
 /** Stops accepting, closes idle keep-alive connections, waits for in-flight requests, then cuts. */
-function closeServer(server: Server, timeoutMs: number): Promise<void> {
+function closeServer(server: Server, timeoutMs: number, cutTunnels = () => {}): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
-    const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
+    // Upgraded connections are no longer the HTTP server's: they are cut with the rest.
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      cutTunnels();
+    }, timeoutMs);
     timer.unref();
     server.close(() => {
       clearTimeout(timer);

@@ -87,8 +87,14 @@ function quote(value: string): string {
   return `"${value.replace(/["\\]/g, '\\$&')}"`;
 }
 
+export interface RenderedError {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
 /** The headers and body of a refusal, exactly as SPEC §4 prescribes. */
-export function renderError(err: TollgateError): { status: number; headers: Record<string, string>; body: string } {
+export function renderError(err: TollgateError): RenderedError {
   const kind = err.kind;
   const headers: Record<string, string> = {
     'content-type': 'application/json',

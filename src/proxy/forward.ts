@@ -82,6 +82,14 @@ export function createUpstream(options: UpstreamOptions): Upstream {
         throw new TollgateError('bad_gateway', 'the upstream could not be reached', { cause: err });
       }
       const upstreamMs = performance.now() - started;
+      if (answer.statusCode === 431) {
+        // The head the upstream refused is the one tollgate wrote, identity headers included (a
+        // claim may be large; SPEC §3.7 sends values whole, never truncated): the gateway failed,
+        // not the client, whose own head already passed tollgate's parser.
+        res.off('close', onClose);
+        answer.body.resume();
+        throw new TollgateError('bad_gateway', 'the upstream refused the request tollgate sent');
+      }
       res.writeHead(answer.statusCode, responseHeaders(answer.headers));
       await new Promise<void>((resolve) => {
         pipeline(answer.body, res, (err) => {

@@ -3,28 +3,32 @@
  * returns a value or throws a TollgateError, and every refusal is answered and logged here, once.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isTollgateError, renderError, TollgateError, type Outcome } from '../errors.js';
+import { isTollgateError, renderError, TollgateError, type Outcome, type RenderedError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../observability/log.js';
 import type { CacheResult, Metrics } from '../observability/metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { Answer } from './answer.js';
-import { CLIENT_CLOSED, type Upstream } from './forward.js';
+import { CLIENT_CLOSED, type ForwardResult, type Upstream } from './forward.js';
+import { checkFraming, mustClose } from './framing.js';
 import { buildUpstreamHeaders } from './headers.js';
 import type { IntrospectionCache } from './introspect.js';
 import { checkPolicy } from './policy.js';
-import { hostOf, matchRoute, normalizeTarget } from './routes.js';
+import { hostOf, matchRoute, normalizeTarget, requestHost } from './routes.js';
 import { selectProvider } from './select.js';
 import { extractToken, queryWithoutToken } from './token.js';
 
-export interface HandlerDeps {
+export interface PipelineDeps {
   /** The current runtime; read once per request. */
   runtime(): Runtime;
   cache: IntrospectionCache;
-  upstream: Upstream;
   clock: Clock;
   metrics: Metrics;
   logger: Logger;
+}
+
+export interface HandlerDeps extends PipelineDeps {
+  upstream: Upstream;
 }
 
 /** The access line of SPEC §6: every field at the top level, null where it does not apply. */
@@ -41,10 +45,33 @@ interface AccessLine {
   upstream_ms: number | null;
 }
 
+/** What the pipeline decided for an authorised request: where and with which headers it goes. */
+export interface Decision {
+  /** The normalised path (and query, without a query token), exactly as matched. */
+  readonly path: string;
+  /** The upstream request's headers: spoofed and hop-by-hop ones removed, identity added. */
+  readonly headers: string[];
+}
+
+/** How one kind of exchange (a plain request, a WebSocket upgrade) answers the pipeline. */
+export interface Exchange {
+  /** Sends the authorised request upstream and relays its answer. */
+  forward(decision: Decision): Promise<ForwardResult>;
+  /** Writes a refusal (SPEC §4), unless the answer has already started. */
+  refuse(refusal: RenderedError): void;
+}
+
+/**
+ * SPEC §3 steps 1–7 for one request, then `exchange.forward`; every refusal goes through
+ * `exchange.refuse`, and every request writes one access line. Plain requests and upgrades share
+ * it, so an upgrade is authorised exactly like a request.
+ */
+export type Pipeline = (req: IncomingMessage, exchange: Exchange) => Promise<void>;
+
 export type Handler = (req: IncomingMessage, res: ServerResponse, expectContinue?: boolean) => Promise<void>;
 
-export function createHandler(deps: HandlerDeps): Handler {
-  const { cache, upstream, clock, metrics, logger } = deps;
+export function createPipeline(deps: PipelineDeps): Pipeline {
+  const { cache, clock, metrics, logger } = deps;
 
   const authorize = async (
     req: IncomingMessage,
@@ -64,7 +91,37 @@ export function createHandler(deps: HandlerDeps): Handler {
     return { answer, source: extracted.source };
   };
 
-  return async function handle(req, res, expectContinue = false) {
+  const decide = async (req: IncomingMessage, runtime: Runtime, line: AccessLine): Promise<Decision> => {
+    checkFraming(req);
+    const target = normalizeTarget(req.url ?? '');
+    line.path = target.path;
+    const host = requestHost(req.rawHeaders);
+    const route = matchRoute(runtime.routes, runtime.fallback, req.method ?? '', hostOf(host), target.path);
+    line.route = route.index;
+
+    let answer: Answer | null = null;
+    let forwardPath = target.path + target.query;
+    let tokenCookie: string | undefined;
+    if (route.public) {
+      line.outcome = 'public';
+    } else {
+      const authorized = await authorize(req, runtime, line, target.query, route);
+      answer = authorized.answer;
+      const source = authorized.source;
+      if (source.kind === 'query') forwardPath = target.path + queryWithoutToken(target.query);
+      else if (source.kind === 'cookie') tokenCookie = source.name;
+    }
+
+    const headers = buildUpstreamHeaders(req, runtime.headerPlan, {
+      clientAddress: req.socket.remoteAddress,
+      host,
+      answer,
+      tokenCookie,
+    });
+    return { path: forwardPath, headers };
+  };
+
+  return async function run(req, exchange) {
     const started = performance.now();
     const runtime = deps.runtime();
     const line: AccessLine = {
@@ -80,31 +137,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       upstream_ms: null,
     };
     try {
-      const target = normalizeTarget(req.url ?? '');
-      line.path = target.path;
-      const route = matchRoute(runtime.routes, runtime.fallback, req.method ?? '', hostOf(req.headers.host), target.path);
-      line.route = route.index;
-
-      let answer: Answer | null = null;
-      let forwardPath = target.path + target.query;
-      let tokenCookie: string | undefined;
-      if (route.public) {
-        line.outcome = 'public';
-      } else {
-        const authorized = await authorize(req, runtime, line, target.query, route);
-        answer = authorized.answer;
-        const source = authorized.source;
-        if (source.kind === 'query') forwardPath = target.path + queryWithoutToken(target.query);
-        else if (source.kind === 'cookie') tokenCookie = source.name;
-      }
-
-      const headers = buildUpstreamHeaders(req, runtime.headerPlan, {
-        clientAddress: req.socket.remoteAddress,
-        answer,
-        tokenCookie,
-      });
-      if (expectContinue) res.writeContinue();
-      const result = await upstream.forward(req, res, forwardPath, headers);
+      const result = await exchange.forward(await decide(req, runtime, line));
       line.status = result.status;
       line.upstream_ms = round(result.upstreamMs);
       if (result.status !== CLIENT_CLOSED) {
@@ -115,12 +148,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       line.code = refusal.code;
       line.outcome = refusal.kind.outcome;
       line.status = refusal.kind.status;
-      if (!res.headersSent) {
-        const { status, headers, body } = renderError(refusal);
-        // The client still holds a body it was told to wait with: the connection cannot be reused.
-        if (expectContinue) headers.connection = 'close';
-        res.writeHead(status, headers).end(body);
-      }
+      exchange.refuse(renderError(refusal));
     } finally {
       const seconds = (performance.now() - started) / 1000;
       line.duration_ms = round(seconds * 1000);
@@ -129,6 +157,24 @@ export function createHandler(deps: HandlerDeps): Handler {
       if (runtime.config.access_log) logger.info(line, 'request');
     }
   };
+}
+
+export function createHandler(deps: HandlerDeps): Handler {
+  const run = createPipeline(deps);
+  return (req, res, expectContinue = false) =>
+    run(req, {
+      forward(decision) {
+        // SPEC §3.8: the client sends its body only once the request is authorised.
+        if (expectContinue) res.writeContinue();
+        return deps.upstream.forward(req, res, decision.path, decision.headers);
+      },
+      refuse({ status, headers, body }) {
+        if (res.headersSent) return;
+        // A body that was never read (or cannot be delimited) must not be parsed as a next request.
+        if (mustClose(req)) headers.connection = 'close';
+        res.writeHead(status, headers).end(body);
+      },
+    });
 }
 
 /** A bug, not a refusal: logged in full (no token is ever in an error tollgate builds), answered closed. */

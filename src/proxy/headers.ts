@@ -71,6 +71,11 @@ export function isSpoofable(plan: HeaderPlan, lowerName: string): boolean {
 export interface ForwardContext {
   /** The client's address, appended to X-Forwarded-For. */
   readonly clientAddress: string | undefined;
+  /**
+   * The request's one Host, on which its route was judged: forwarded as Host and X-Forwarded-Host
+   * whatever `Connection` names (a client must not make tollgate drop a header it sets itself).
+   */
+  readonly host: string | undefined;
   /** The verified identity; null on a public route. */
   readonly answer: Answer | null;
   /** A cookie that carried the token, removed from the forwarded Cookie header. */
@@ -83,7 +88,6 @@ export function buildUpstreamHeaders(req: IncomingMessage, plan: HeaderPlan, ctx
   const connectionNamed = connectionTokens(req.headers.connection);
   const out: string[] = [];
   let forwardedFor: string | undefined;
-  let host: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
@@ -98,8 +102,7 @@ export function buildUpstreamHeaders(req: IncomingMessage, plan: HeaderPlan, ctx
       case 'x-forwarded-host':
         continue;
       case 'host':
-        host = value;
-        break;
+        continue;
       case 'authorization':
         if (!plan.forwardAuthorization) continue;
         break;
@@ -114,13 +117,14 @@ export function buildUpstreamHeaders(req: IncomingMessage, plan: HeaderPlan, ctx
     if (isSpoofable(plan, lower)) continue;
     out.push(name, value);
   }
+  if (ctx.host !== undefined) out.push('host', ctx.host);
   if (ctx.clientAddress !== undefined) {
     out.push('x-forwarded-for', forwardedFor === undefined ? ctx.clientAddress : `${forwardedFor}, ${ctx.clientAddress}`);
   } else if (forwardedFor !== undefined) {
     out.push('x-forwarded-for', forwardedFor);
   }
   out.push('x-forwarded-proto', 'http');
-  if (host !== undefined) out.push('x-forwarded-host', host);
+  if (ctx.host !== undefined) out.push('x-forwarded-host', ctx.host);
   if (ctx.answer !== null) addIdentity(out, plan, ctx.answer);
   return out;
 }

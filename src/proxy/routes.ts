@@ -11,7 +11,7 @@ export interface Target {
   readonly query: string;
 }
 
-const badPath = (description: string) => new TollgateError('invalid_request', description, { challenge: false });
+const malformed = (description: string) => new TollgateError('invalid_request', description, { challenge: false });
 
 /** RFC 3986 §2.3 unreserved characters, which are decoded (they mean the same either way). */
 const UNRESERVED = new Uint8Array(128);
@@ -29,7 +29,9 @@ const hexValue = (code: number): number => {
  * decoded, other escapes kept (upper-cased), dot-segments resolved (RFC 3986 §5.2.4). Refused with
  * 400: an absolute-form or asterisk target, an encoded `/`, `\` or NUL, a raw `\` (which some
  * servers read as `/`), a broken escape, a dot-segment disguised with `;parameters` (`..;/`, which
- * servlet containers resolve), and a path that climbs above the root.
+ * servlet containers resolve), a path that climbs above the root, and a `.`, `/`, `\` or NUL
+ * encoded more than once (`%252e`): an upstream that decodes twice (Apache CVE-2021-42013) would
+ * otherwise resolve a dot-segment or split a segment that was matched as plain text.
  */
 export function normalizeTarget(url: string): Target {
   if (url.charCodeAt(0) !== 47 /* / */) {
@@ -50,19 +52,34 @@ function decodeUnreserved(raw: string): string {
   let start = 0;
   for (let i = 0; i < raw.length; i++) {
     const c = raw.charCodeAt(i);
-    if (c === 92 /* \ */) throw badPath('a backslash in the path');
+    if (c === 92 /* \ */) throw malformed('a backslash in the path');
     if (c !== 37 /* % */) continue;
     const hi = hexValue(raw.charCodeAt(i + 1));
     const lo = hexValue(raw.charCodeAt(i + 2));
-    if (hi < 0 || lo < 0) throw badPath('a malformed percent-encoding in the path');
+    if (hi < 0 || lo < 0) throw malformed('a malformed percent-encoding in the path');
     const byte = hi * 16 + lo;
-    if (byte === 0x2f || byte === 0x5c || byte === 0) throw badPath('an encoded slash, backslash or NUL in the path');
+    if (byte === 0x2f || byte === 0x5c || byte === 0) throw malformed('an encoded slash, backslash or NUL in the path');
+    if (byte === 0x25 && encodesSpecial(raw, i + 3)) throw malformed('a dot, slash, backslash or NUL encoded twice in the path');
     out += raw.slice(start, i);
     out += byte < 128 && UNRESERVED[byte] === 1 ? String.fromCharCode(byte) : `%${raw.slice(i + 1, i + 3).toUpperCase()}`;
     start = i + 3;
     i += 2;
   }
   return out + raw.slice(start);
+}
+
+/**
+ * Whether the text after a `%25` spells, once decoded again (and again), an escape of `.`, `/`,
+ * `\` or NUL: `%252e`, `%25252F`, …
+ */
+function encodesSpecial(raw: string, at: number): boolean {
+  let i = at;
+  while (raw.charCodeAt(i) === 50 /* 2 */ && raw.charCodeAt(i + 1) === 53 /* 5 */) i += 2;
+  const hi = hexValue(raw.charCodeAt(i));
+  const lo = hexValue(raw.charCodeAt(i + 1));
+  if (hi < 0 || lo < 0) return false;
+  const byte = hi * 16 + lo;
+  return byte === 0x2e || byte === 0x2f || byte === 0x5c || byte === 0;
 }
 
 function removeDotSegments(path: string): string {
@@ -74,7 +91,7 @@ function removeDotSegments(path: string): string {
     const last = i === input.length - 1;
     if (segment === '.' || segment === '..') {
       if (segment === '..') {
-        if (output.length === 0) throw badPath('the path climbs above the root');
+        if (output.length === 0) throw malformed('the path climbs above the root');
         output.pop();
       }
       if (last) output.push(''); // `/a/b/..` → `/a/`
@@ -83,7 +100,7 @@ function removeDotSegments(path: string): string {
     const semicolon = segment.indexOf(';');
     if (semicolon !== -1) {
       const bare = segment.slice(0, semicolon);
-      if (bare === '.' || bare === '..') throw badPath('a dot-segment with parameters in the path');
+      if (bare === '.' || bare === '..') throw malformed('a dot-segment with parameters in the path');
     }
     output.push(segment);
   }
@@ -102,6 +119,22 @@ export interface CompiledRoute<A> {
   readonly scopeText: string;
   /** Providers that may vouch for a token here. */
   readonly providers: A;
+}
+
+/**
+ * The request's one `Host` (RFC 9112 §3.2: a request with two gets 400). Node keeps only the first
+ * in `req.headers` but would forward both: a route judged on one host while the upstream reads the
+ * other is a bypass, so the raw list is read.
+ */
+export function requestHost(raw: readonly string[]): string | undefined {
+  let host: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+    if (host !== undefined) throw malformed('the request carries more than one Host header');
+    host = raw[i + 1]!;
+  }
+  return host;
 }
 
 /** `Host` without its port, lower-cased. */
