@@ -28,7 +28,7 @@ t.test('normalizeTarget', async (t) => {
       ['/%7E%7e%2D%5F%2E', '/~~-_.'],
       ['/caf%c3%a9', '/caf%C3%A9'],
       ['/a%20b', '/a%20b'],
-      ['/a/%252e%252e/b', '/a/%252e%252e/b'],
+      ['/a/%2525/b', '/a/%2525/b'], // an encoded % stays encoded
       ['/a//b', '/a//b'],
       ['/a/...', '/a/...'],
       ['/a/..b/.c', '/a/..b/.c'],
@@ -58,6 +58,8 @@ t.test('normalizeTarget', async (t) => {
       '/a/..;/b',
       '/a/..;x=1/b',
       '/a/.;/b',
+      // A dot encoded twice: refused, so an upstream that decodes twice never resolves it.
+      '/a/%252e%252e/b',
       '/a%zz',
       '/a%2',
       '/a%',
@@ -114,7 +116,6 @@ t.test('over HTTP', async (t) => {
       ['/public/./a/../b/%7Euser?q=/../x', '/public/b/~user?q=/../x', []],
       ['/public/%2e%2e/public/x', '/public/x', []],
       ['/public/caf%c3%a9', '/public/caf%C3%A9', []],
-      ['/public/%252e%252e/x', '/public/%252e%252e/x', []],
     ];
     for (const [target, forwarded, headers] of cases) {
       const res = await get(target, headers);
@@ -132,6 +133,7 @@ t.test('over HTTP', async (t) => {
       '/public/../..',
       '/admin/..;/x',
       '/public\\..\\admin',
+      '/public/%252e%252e/x',
     ]) {
       const before = upstream.requests.length;
       const res = await get(target, ['Authorization: Bearer good-token']);
