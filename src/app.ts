@@ -6,6 +6,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createAdminHandler } from './admin.js';
+import { createDrain } from './drain.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/log.js';
@@ -35,11 +36,15 @@ export interface App {
   isReady(): boolean;
   /** Settles once every provider is ready. */
   whenReady(): Promise<void>;
-  /** /readyz answers 503 from now on; requests are still served (SPEC §7). */
+  /**
+   * /readyz answers 503 from now on; requests are still served, each answer with `Connection:
+   * close` so keep-alive clients reconnect through the Service (SPEC §7).
+   */
   startDraining(): void;
   /**
    * Stops accepting connections, lets in-flight requests finish for up to `timeoutMs`, then cuts
-   * what is left and releases every resource.
+   * what is left and releases every resource. A second call with a shorter timeout (a second
+   * SIGTERM: 0) cuts sooner; both settle together.
    */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -58,9 +63,11 @@ export async function startApp(options: AppOptions): Promise<App> {
   const runtime = compileRuntime(config, providers);
   const upstream = createUpstream({ url: config.upstream.url, timeoutMs: config.upstream.timeout_ms });
   let draining = false;
+  let closed: Promise<void> | undefined;
 
   const handle = createHandler({ runtime: () => runtime, cache, upstream, clock, metrics, logger });
   const proxy = createServer();
+  const drain = createDrain(proxy);
   proxy.on('request', (req, res) => void handle(req, res));
   // SPEC §3.8: `100 Continue` only once the request is authorised.
   proxy.on('checkContinue', (req, res) => void handle(req, res, true));
@@ -91,11 +98,16 @@ export async function startApp(options: AppOptions): Promise<App> {
     },
     startDraining() {
       draining = true;
+      drain.startDraining();
     },
-    async close(timeoutMs = config.shutdown.timeout_s * 1000) {
+    close(timeoutMs = config.shutdown.timeout_s * 1000) {
       draining = true;
-      await closeServer(proxy, timeoutMs);
-      await Promise.all([closeServer(admin, 0), upstream.close(), ...[...providers.values()].map((p) => p.close())]);
+      const proxyClosed = drain.close(timeoutMs);
+      closed ??= proxyClosed.then(async ({ cut }) => {
+        if (cut > 0) logger.warn({ requests: cut }, 'shutdown timeout: in-flight requests cut');
+        await Promise.all([closeServer(admin, 0), upstream.close(), ...[...providers.values()].map((p) => p.close())]);
+      });
+      return closed;
     },
   };
 }
