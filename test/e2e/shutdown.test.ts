@@ -113,6 +113,8 @@ t.test('SIGTERM under load: readiness flips, the drain serves, nothing accepted 
     ok.slice(0, 20).every((r) => r.connection !== 'close'),
     'before the signal, connections were kept alive',
   );
+  t.notOk(gate.output().includes(token), "the token is in no line of the binary's output");
+  t.notOk(gate.output().includes('tollgate-secret'), 'nor is the client secret');
   t.comment(
     `load: ${ok.length} answered, ${servedWhileDraining} while draining, failures: ${failed.map((r) => r.error).join(', ')}`,
   );
