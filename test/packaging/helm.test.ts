@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { parse, stringify } from 'yaml';
 import { CLI, ROOT } from '../helpers/binary.js';
 
@@ -124,27 +124,34 @@ t.test("the chart keeps SPEC §8's promises", async (t) => {
   t.ok(isTree(resources.requests) && isTree(resources.limits), 'resources requested and limited');
 });
 
-t.test("values.yaml's example configuration passes check-config, as the chart renders it", async (t) => {
+/** Helm's merge of user values over the chart's: maps merge key by key, anything else replaces. */
+function mergeValues(base: unknown, over: unknown): unknown {
+  if (!isTree(base) || !isTree(over)) return structuredClone(over);
+  const out: Tree = structuredClone(base);
+  for (const [k, v] of Object.entries(over)) out[k] = k in out ? mergeValues(out[k], v) : structuredClone(v);
+  return out;
+}
+
+/** tollgate.yaml as tollgate.config in _helpers.tpl renders it, checked by the built binary. */
+function checkRendered(t: Test, chartValues: Tree): void {
   const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-helm-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const secrets = values.secrets as { mountPath: string };
-  const config = structuredClone(values.config) as Tree;
-  // What tollgate.config in _helpers.tpl adds: listen/admin_listen from ports, upstream.url from api.port.
-  const ports = values.ports as { proxy: number; admin: number };
+  const secrets = chartValues.secrets as { mountPath: string };
+  const config = structuredClone(chartValues.config) as Tree;
+  // What tollgate.config adds: listen/admin_listen from ports, upstream.url from api.port.
+  const ports = chartValues.ports as { proxy: number; admin: number };
   const upstream = (config.upstream ?? {}) as Tree;
-  upstream.url ??= `http://127.0.0.1:${(values.api as Tree).port as number}`;
+  upstream.url ??= `http://127.0.0.1:${(chartValues.api as Tree).port as number}`;
   config.upstream = upstream;
   config.listen = `0.0.0.0:${ports.proxy}`;
   config.admin_listen = `0.0.0.0:${ports.admin}`;
-  t.match(source('_helpers.tpl'), /set \$upstream "url" \(printf "http:\/\/127\.0\.0\.1:%v" \.Values\.api\.port\)/);
-  t.match(source('_helpers.tpl'), /set \$config "listen" \(printf "0\.0\.0\.0:%v" \.Values\.ports\.proxy\)/);
 
   // The Secret's files, where the pod mounts them: here, a scratch folder.
   let rendered = stringify(config);
   const files = [...rendered.matchAll(new RegExp(`${secrets.mountPath.replace(/[/.]/g, '\\$&')}/([\\w.-]+)`, 'g'))].map(
     (m) => m[1]!,
   );
-  t.ok(files.length > 0, 'the example reads its client secret from the mounted Secret');
+  t.ok(files.length > 0, 'the configuration reads its client secret from the mounted Secret');
   for (const f of files) writeFileSync(path.join(dir, f), 'example-secret\n');
   rendered = rendered.split(secrets.mountPath).join(dir);
   const file = path.join(dir, 'tollgate.yaml');
@@ -158,4 +165,37 @@ t.test("values.yaml's example configuration passes check-config, as the chart re
   t.equal(check.status, 0, `check-config: ${check.stdout}${check.stderr}`);
   t.match(check.stdout, /configuration OK/);
   t.notMatch(check.stdout + check.stderr, /example-secret/, 'the secret is not printed');
+}
+
+t.test("values.yaml's example configuration passes check-config, as the chart renders it", async (t) => {
+  t.match(source('_helpers.tpl'), /set \$upstream "url" \(printf "http:\/\/127\.0\.0\.1:%v" \.Values\.api\.port\)/);
+  t.match(source('_helpers.tpl'), /set \$config "listen" \(printf "0\.0\.0\.0:%v" \.Values\.ports\.proxy\)/);
+  checkRendered(t, values);
+});
+
+t.test("README's Kubernetes recipe: its values exist in the chart and its configuration passes check-config", async (t) => {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(
+    readme.indexOf('## Running in Kubernetes'),
+    readme.indexOf('\n## ', readme.indexOf('## Running in Kubernetes') + 1),
+  );
+  const block = /`orders-values\.yaml`[\s\S]*?```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+  if (block === undefined) throw new Error('README has no orders-values.yaml block in "Running in Kubernetes"');
+  const recipe = parse(block) as Tree;
+  const check = (over: unknown, base: unknown, at: string) => {
+    if (!isTree(over) || !isTree(base)) return;
+    for (const [k, v] of Object.entries(over)) {
+      t.ok(Object.hasOwn(base, k), `${at}${k} is a chart value`);
+      if (k !== 'config' || at !== '') check(v, base[k], `${at}${k}.`);
+    }
+  };
+  check(recipe, values, '');
+  checkRendered(t, mergeValues(values, recipe) as Tree);
+  for (const command of [
+    'helm lint helm/tollgate',
+    'helm template orders helm/tollgate',
+    'helm upgrade --install orders helm/tollgate',
+  ]) {
+    t.ok(section.includes(command), `README gives \`${command}\``);
+  }
 });
