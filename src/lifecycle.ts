@@ -34,15 +34,22 @@ export function runUntilSignalled(app: App, config: Config, options: LifecycleOp
   let resolveStopped!: (code: number) => void;
   const stopped = new Promise<number>((resolve) => (resolveStopped = resolve));
 
+  // A second signal during the wait for in-flight requests joins the same close: settle once.
+  let settled = false;
+  const settle = (code: number) => {
+    if (settled) return;
+    settled = true;
+    resolveStopped(code);
+  };
   const closeAndExit = (timeoutMs: number) =>
     app.close(timeoutMs).then(
       () => {
-        app.logger.info('stopped');
-        resolveStopped(0);
+        if (!settled) app.logger.info('stopped');
+        settle(0);
       },
       (err: unknown) => {
-        app.logger.error({ err }, 'error while stopping');
-        resolveStopped(1);
+        if (!settled) app.logger.error({ err }, 'error while stopping');
+        settle(1);
       },
     );
 

@@ -150,6 +150,25 @@ t.test('a second SIGTERM stops at once', async (t) => {
   t.ok(gate.lines().some((l) => l.msg === 'second signal: stopping now, in-flight requests cut'));
 });
 
+t.test('a second SIGTERM while in-flight requests are awaited cuts them at once', async (t) => {
+  const { upstream, gate, token } = await setup(t, { drain_delay_s: 0, timeout_s: 60 }, 60_000);
+  upstream.handle(() => {
+    // Never answers.
+  });
+  const hung = request(`${gate.proxyUrl}/hang`, { headers: bearer(token), timeoutMs: 30_000 }).then(
+    (res) => `status ${res.status}`,
+    (err: Error & { code?: string }) => err.code ?? err.message,
+  );
+  await until(() => upstream.requests.length === 1, 'the request to reach the hung upstream');
+  gate.child.kill('SIGTERM');
+  await gate.waitForLine((l) => l.msg === 'closing the listener: waiting for in-flight requests', 'the closing line');
+  gate.child.kill('SIGTERM');
+  const exit = await gate.waitForExit(15_000, 'a second SIGTERM during a 60 s wait for a hung request');
+  t.same(exit, { code: 0, signal: null });
+  t.match(await hung, /UND_ERR_SOCKET|ECONNRESET/, 'the hung request was cut');
+  t.equal(gate.lines().filter((l) => l.msg === 'stopped').length, 1, 'stopped is logged once');
+});
+
 t.test('SIGINT drains and stops like SIGTERM', async (t) => {
   const { gate, token } = await setup(t, { drain_delay_s: 0, timeout_s: 5 });
   t.equal((await request(`${gate.proxyUrl}/a`, { headers: bearer(token) })).status, 200);
