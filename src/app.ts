@@ -6,6 +6,7 @@
 import { createServer, type Server, type ServerOptions } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminHandler } from './admin.js';
+import { createDrain } from './drain.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/log.js';
@@ -37,11 +38,15 @@ export interface App {
   isReady(): boolean;
   /** Settles once every provider is ready. */
   whenReady(): Promise<void>;
-  /** /readyz answers 503 from now on; requests are still served (SPEC §7). */
+  /**
+   * /readyz answers 503 from now on; requests are still served, each answer with `Connection:
+   * close` so keep-alive clients reconnect through the Service (SPEC §7).
+   */
   startDraining(): void;
   /**
    * Stops accepting connections, lets in-flight requests finish for up to `timeoutMs`, then cuts
-   * what is left and releases every resource.
+   * what is left and releases every resource. A second call with a shorter timeout (a second
+   * SIGTERM: 0) cuts sooner; both settle together.
    */
   close(timeoutMs?: number): Promise<void>;
 }
@@ -69,6 +74,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     timeoutMs: config.upstream.timeout_ms,
   });
   const proxy = createServer(serverTimeouts(config.server));
+  const drain = createDrain(proxy);
   const clientErrors = createClientErrors();
   proxy.on('request', (req, res) => {
     clientErrors.track(req, res);
@@ -105,14 +111,16 @@ export async function startApp(options: AppOptions): Promise<App> {
     },
     startDraining() {
       draining = true;
+      drain.startDraining();
     },
     close(timeoutMs = config.shutdown.timeout_s * 1000) {
-      // A second call (a second SIGTERM, a test's teardown) waits for the first.
-      closing ??= (async () => {
-        draining = true;
-        await closeServer(proxy, timeoutMs, upgrades.closeAll);
+      // A second call (a second SIGTERM: timeout 0) cuts sooner; every call waits for the same end.
+      const proxyClosed = drain.close(timeoutMs);
+      closing ??= proxyClosed.then(async ({ cut }) => {
+        if (cut > 0) logger.warn({ requests: cut }, 'shutdown timeout: in-flight requests cut');
+        upgrades.closeAll();
         await Promise.all([closeServer(admin, 0), upstream.close(), ...[...providers.values()].map((p) => p.close())]);
-      })();
+      });
       return closing;
     },
   };
@@ -152,14 +160,10 @@ function urlOf(server: Server): string {
 }
 
 /** Stops accepting, closes idle keep-alive connections, waits for in-flight requests, then cuts. */
-function closeServer(server: Server, timeoutMs: number, cutTunnels = () => {}): Promise<void> {
+function closeServer(server: Server, timeoutMs: number): Promise<void> {
   return new Promise((resolve) => {
     if (!server.listening) return resolve();
-    // Upgraded connections are no longer the HTTP server's: they are cut with the rest.
-    const timer = setTimeout(() => {
-      server.closeAllConnections();
-      cutTunnels();
-    }, timeoutMs);
+    const timer = setTimeout(() => server.closeAllConnections(), timeoutMs);
     timer.unref();
     server.close(() => {
       clearTimeout(timer);

@@ -1,7 +1,15 @@
 /**
- * The process around the app (SPEC §7): SIGTERM and SIGINT drain and stop, a second one stops at
- * once. Kubernetes removes the pod's endpoint while `drain_delay_s` runs, so requests that still
- * arrive are served; then the listener closes and in-flight requests get `timeout_s` to finish.
+ * The process around the app (SPEC §7). SIGTERM (and SIGINT, for a terminal) drains and stops:
+ *
+ *   signal ── /readyz 503 at once, requests still served (each answer `Connection: close`)
+ *          ── drain_delay_s later: the listener closes, idle connections end
+ *          ── in-flight requests finish, up to timeout_s; what is left is then cut
+ *          ── exit 0
+ *
+ * Kubernetes removes the pod's endpoint while `drain_delay_s` runs, so requests that still arrive
+ * are served. A second signal stops at once: whoever sends it has stopped waiting. tollgate is
+ * its container's PID 1 in the image; these handlers are what makes it answer SIGTERM at all
+ * (PID 1 gets no default signal action), so no init process is needed.
  */
 import type { App } from './app.js';
 import type { Config } from './config/schema.js';
@@ -11,38 +19,58 @@ export interface Lifecycle {
   readonly stopped: Promise<number>;
 }
 
-export function runUntilSignalled(app: App, config: Config): Lifecycle {
-  let stopping = false;
+export interface LifecycleOptions {
+  /** Where the signals come from; default `process`. */
+  signals?: Pick<NodeJS.Process, 'on'>;
+}
+
+const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+
+export function runUntilSignalled(app: App, config: Config, options: LifecycleOptions = {}): Lifecycle {
+  const source = options.signals ?? process;
+  const { drain_delay_s, timeout_s } = config.shutdown;
+  let signalled = false;
+  let drainTimer: NodeJS.Timeout | undefined;
   let resolveStopped!: (code: number) => void;
   const stopped = new Promise<number>((resolve) => (resolveStopped = resolve));
 
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      app.logger.warn({ signal }, 'second signal: stopping now');
-      void app.close(0).then(() => resolveStopped(0));
+  // A second signal during the wait for in-flight requests joins the same close: settle once.
+  let settled = false;
+  const settle = (code: number) => {
+    if (settled) return;
+    settled = true;
+    resolveStopped(code);
+  };
+  const closeAndExit = (timeoutMs: number) =>
+    app.close(timeoutMs).then(
+      () => {
+        if (!settled) app.logger.info('stopped');
+        settle(0);
+      },
+      (err: unknown) => {
+        if (!settled) app.logger.error({ err }, 'error while stopping');
+        settle(1);
+      },
+    );
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) {
+      app.logger.warn({ signal }, 'second signal: stopping now, in-flight requests cut');
+      clearTimeout(drainTimer);
+      void closeAndExit(0);
       return;
     }
-    stopping = true;
+    signalled = true;
     app.startDraining();
-    const drainMs = config.shutdown.drain_delay_s * 1000;
-    app.logger.info({ signal, drain_delay_s: config.shutdown.drain_delay_s, timeout_s: config.shutdown.timeout_s }, 'draining');
-    const timer = setTimeout(() => {
-      void app.close(config.shutdown.timeout_s * 1000).then(() => {
-        app.logger.info('stopped');
-        resolveStopped(0);
-      });
-    }, drainMs);
-    timer.unref();
+    app.logger.info({ signal, drain_delay_s, timeout_s }, 'draining: not ready, still serving');
+    drainTimer = setTimeout(() => {
+      app.logger.info({ timeout_s }, 'closing the listener: waiting for in-flight requests');
+      void closeAndExit(timeout_s * 1000);
+    }, drain_delay_s * 1000);
   };
 
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
-  // Keep the event loop alive while draining: the drain timer is unref'd so tests can close early.
-  const keepAlive = setInterval(() => {}, 1 << 30);
-  void stopped.finally(() => {
-    clearInterval(keepAlive);
-    process.off('SIGTERM', stop);
-    process.off('SIGINT', stop);
-  });
+  // Never removed: a signal in the moment between "stopped" and the exit must not kill the
+  // process with the default action (exit 143) after a clean shutdown.
+  for (const signal of SIGNALS) source.on(signal, onSignal);
   return { stopped };
 }

@@ -10,8 +10,12 @@ export type CacheResult = 'hit' | 'miss' | 'coalesced' | 'stale';
 export type IntrospectionResult = 'active' | 'inactive' | 'error';
 export type ReloadResult = 'success' | 'failure';
 
-/** Sidecar latencies: a hit costs well under a millisecond, a provider call tens of them. */
-const LATENCY_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/**
+ * Sidecar latencies (seconds): a cache hit costs a fraction of a millisecond on top of the API, a
+ * provider call tens of milliseconds, a slow upstream seconds. 15 buckets from 250 µs to 10 s keep
+ * every histogram at a bounded 18 series (buckets, +Inf, sum, count) per label set.
+ */
+export const LATENCY_BUCKETS_S = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export interface Metrics {
   readonly registry: Registry;
@@ -99,6 +103,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       registers,
     }),
   };
+  // Closed label sets start at 0, so rate() and absent-series alerts work before the first event.
+  for (const result of ['hit', 'miss', 'coalesced', 'stale'] satisfies CacheResult[]) metrics.cacheLookups.inc({ result }, 0);
+  for (const result of ['success', 'failure'] satisfies ReloadResult[]) metrics.configReloads.inc({ result }, 0);
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'tollgate_' });
   return metrics;
 }

@@ -85,8 +85,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const named = runtime.providerHeader === null ? undefined : (req.headers[runtime.providerHeader] as string | undefined);
     const provider = selectProvider(route.providers, extracted.token, named);
     line.provider = provider.name;
-    const { answer, cache: result } = await cache.lookup(provider, extracted.token);
-    line.cache = result;
+    // The lookup sets line.cache as it counts it, so a failed lookup is logged as it was counted.
+    const { answer } = await cache.lookup(provider, extracted.token, line);
     checkPolicy(answer, provider, route, clock.now() / 1000, runtime.config.clock_skew_s);
     return { answer, source: extracted.source };
   };

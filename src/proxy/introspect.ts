@@ -45,9 +45,17 @@ export interface Lookup {
   readonly cache: CacheResult;
 }
 
+/** Where a lookup says how it went, failed ones too (the access line's `cache`, SPEC §6). */
+export interface LookupStatus {
+  cache: CacheResult | null;
+}
+
 export interface IntrospectionCache {
-  /** The provider's answer for this token, from the cache or from one shared call. */
-  lookup(provider: Introspector, token: string): Promise<Lookup>;
+  /**
+   * The provider's answer for this token, from the cache or from one shared call. `status.cache`
+   * is set as the lookup is counted, also when it then fails.
+   */
+  lookup(provider: Introspector, token: string, status?: LookupStatus): Promise<Lookup>;
   /** Entries held now (in-flight loads included). */
   size(): number;
   /** Forgets every answer of these providers (removed or changed by a reload). */
@@ -146,14 +154,18 @@ export function createIntrospectionCache(settings: CacheSettings, clock: Clock, 
   };
 
   return {
-    async lookup(provider, token) {
+    async lookup(provider, token, out) {
+      const count = (result: CacheResult) => {
+        lookups[result].inc();
+        if (out) out.cache = result;
+      };
       const key = cacheKey(provider.name, token);
       const now = clock.now();
       // allowStale returns the current entry while a background refresh of it is in flight.
       const entry = cache.get(key, { allowStale: true });
       if (entry !== undefined && now < entry.freshUntilMs) {
         if (now >= entry.refreshFromMs && !entry.refreshing) refreshInBackground(key, entry, contextFor(provider, token));
-        lookups.hit.inc();
+        count('hit');
         return { answer: entry, cache: 'hit' };
       }
       const status: LRUCache.Status<string, Entry, LoadContext> = {};
@@ -163,14 +175,14 @@ export function createIntrospectionCache(settings: CacheSettings, clock: Clock, 
         const loaded = await cache.fetch(key, { forceRefresh: true, context: contextFor(provider, token), status });
         if (loaded === undefined) throw new TollgateError('temporarily_unavailable', 'the answer was lost before it arrived');
         const result: CacheResult = status.fetch === 'inflight' ? 'coalesced' : 'miss';
-        lookups[result].inc();
+        count(result);
         return { answer: loaded, cache: result };
       } catch (err) {
         if (entry !== undefined && clock.now() < entry.staleUntilMs) {
-          lookups.stale.inc();
+          count('stale');
           return { answer: entry, cache: 'stale' };
         }
-        lookups[status.fetch === 'inflight' ? 'coalesced' : 'miss'].inc();
+        count(status.fetch === 'inflight' ? 'coalesced' : 'miss');
         throw err;
       }
     },

@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# tollgate's image (SPEC §8). Build: docker build -t tollgate .
+# Run:   docker run --rm -p 7080:7080 -p 7081:7081 -v "$PWD/tollgate.yaml:/etc/tollgate/tollgate.yaml:ro" \
+#          -e TOLLGATE_CONFIG=/etc/tollgate/tollgate.yaml tollgate
+# No --init is needed: tollgate is PID 1 and installs its own SIGTERM/SIGINT handlers (PID 1 gets
+# no default signal action, so without them `docker stop` would wait for SIGKILL); it starts no
+# child processes, so there are no zombies to reap.
+
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+# 1. Build: every dependency (TypeScript among them), then compile src/ to dist/.
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+RUN npm run build
+
+# 2. Runtime: production dependencies only, the compiled code, a non-root numeric user.
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+# npm is needed for this one install only: remove it (and corepack/yarn) so the image carries no
+# package manager. Files stay owned by root, so the running user cannot change them.
+RUN npm ci --omit=dev --no-audit --no-fund \
+ && npm cache clean --force \
+ && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+           /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /opt/yarn-* \
+           /usr/local/bin/yarn /usr/local/bin/yarnpkg /root/.npm
+COPY --from=build /app/dist ./dist
+# A numeric user, so Kubernetes' runAsNonRoot can verify it without a passwd lookup.
+USER 10001:10001
+# 7080: the proxy (TOLLGATE_LISTEN); 7081: /metrics, /healthz, /readyz (TOLLGATE_ADMIN_LISTEN).
+EXPOSE 7080 7081
+STOPSIGNAL SIGTERM
+# Exec form: node itself is PID 1 and receives SIGTERM directly (no shell in between).
+ENTRYPOINT ["node", "dist/cli.js"]
