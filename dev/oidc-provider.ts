@@ -23,6 +23,8 @@ export interface OidcProviderOptions {
 export interface OidcProvider {
   readonly issuer: string;
   readonly provider: Provider;
+  /** Calls received at the introspection endpoint so far (tests count what reached a provider). */
+  readonly introspections: number;
   /** A client_credentials access token for `clientId`. */
   mintToken(clientId?: string, clientSecret?: string, scope?: string): Promise<string>;
   /** RFC 7009 revocation, as the client that holds the token. */
@@ -71,7 +73,12 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
   });
   // oidc-provider logs every server error through its event emitter; tests read answers instead.
   provider.on('server_error', () => {});
-  server.on('request', provider.callback());
+  let introspections = 0;
+  const callback = provider.callback();
+  server.on('request', (req, res) => {
+    if (req.url?.startsWith('/token/introspection')) introspections++;
+    return callback(req, res);
+  });
 
   const basic = (id: string, secret: string) =>
     `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
@@ -79,6 +86,9 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
   return {
     issuer,
     provider,
+    get introspections() {
+      return introspections;
+    },
     async mintToken(clientId = APP_CLIENT.client_id, clientSecret = APP_CLIENT.client_secret, scope = 'orders:read') {
       const res = await fetch(`${issuer}/token`, {
         method: 'POST',

@@ -13,8 +13,8 @@ import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createUpstream } from './proxy/forward.js';
 import { createHandler } from './proxy/handler.js';
 import { createIntrospectionCache } from './proxy/introspect.js';
-import { createProvider, type Provider } from './proxy/providers.js';
-import { compileRuntime, type Runtime } from './runtime.js';
+import { createLiveRuntime, type ConfigSource, type ReloadOptions, type ReloadResult } from './reload.js';
+import type { Runtime } from './runtime.js';
 
 export interface AppOptions {
   config: Config;
@@ -22,6 +22,10 @@ export interface AppOptions {
   clock?: Clock;
   /** Discovery retry pauses (milliseconds); SPEC §5's 1 s doubling to 30 s by default. */
   discoveryRetryMs?: { first: number; max: number };
+  /** Where `reload()` reads the configuration again (SPEC §7); without one, reloads fail. */
+  source?: ConfigSource;
+  /** Reload timing and file watching (reload.ts). */
+  reload?: ReloadOptions;
 }
 
 export interface App {
@@ -35,6 +39,8 @@ export interface App {
   isReady(): boolean;
   /** Settles once every provider is ready. */
   whenReady(): Promise<void>;
+  /** Re-reads, validates and discovers, then swaps the runtime; the old one serves on failure. */
+  reload(): Promise<ReloadResult>;
   /** /readyz answers 503 from now on; requests are still served (SPEC §7). */
   startDraining(): void;
   /**
@@ -54,12 +60,12 @@ export async function startApp(options: AppOptions): Promise<App> {
   cacheSize = cache.size;
 
   const providerDeps = { logger, metrics, ...(options.discoveryRetryMs ? { retryMs: options.discoveryRetryMs } : {}) };
-  const providers = new Map<string, Provider>(config.providers.map((p) => [p.name, createProvider(p, providerDeps)]));
-  const runtime = compileRuntime(config, providers);
+  const live = createLiveRuntime({ ...options.reload, config, source: options.source, cache, logger, metrics, providerDeps });
+  const runtime = live.runtime;
   const upstream = createUpstream({ url: config.upstream.url, timeoutMs: config.upstream.timeout_ms });
   let draining = false;
 
-  const handle = createHandler({ runtime: () => runtime, cache, upstream, clock, metrics, logger });
+  const handle = createHandler({ runtime, cache, upstream, clock, metrics, logger });
   const proxy = createServer();
   proxy.on('request', (req, res) => void handle(req, res));
   // SPEC §3.8: `100 Continue` only once the request is authorised.
@@ -71,31 +77,32 @@ export async function startApp(options: AppOptions): Promise<App> {
     else socket.destroy();
   });
 
-  const isReady = () => !draining && [...providers.values()].every((p) => p.isReady());
+  const isReady = () => !draining && [...runtime().providers.values()].every((p) => p.isReady());
   const admin = createServer(createAdminHandler({ metrics, isReady }));
 
   await Promise.all([listen(proxy, config.listen), listen(admin, config.admin_listen)]);
   const proxyUrl = urlOf(proxy);
   const adminUrl = urlOf(admin);
-  logger.info({ proxy: proxyUrl, admin: adminUrl, providers: [...providers.keys()] }, 'tollgate listening');
+  logger.info({ proxy: proxyUrl, admin: adminUrl, providers: [...runtime().providers.keys()] }, 'tollgate listening');
 
   return {
     proxyUrl,
     adminUrl,
     metrics,
     logger,
-    runtime: () => runtime,
+    runtime,
     isReady,
     whenReady: async () => {
-      await Promise.all([...providers.values()].map((p) => p.ready));
+      await Promise.all([...runtime().providers.values()].map((p) => p.ready));
     },
+    reload: live.reload,
     startDraining() {
       draining = true;
     },
     async close(timeoutMs = config.shutdown.timeout_s * 1000) {
       draining = true;
       await closeServer(proxy, timeoutMs);
-      await Promise.all([closeServer(admin, 0), upstream.close(), ...[...providers.values()].map((p) => p.close())]);
+      await Promise.all([closeServer(admin, 0), upstream.close(), live.close()]);
     },
   };
 }

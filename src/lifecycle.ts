@@ -2,6 +2,7 @@
  * The process around the app (SPEC §7): SIGTERM and SIGINT drain and stop, a second one stops at
  * once. Kubernetes removes the pod's endpoint while `drain_delay_s` runs, so requests that still
  * arrive are served; then the listener closes and in-flight requests get `timeout_s` to finish.
+ * SIGHUP reloads the configuration (reload.ts logs and counts the result).
  */
 import type { App } from './app.js';
 import type { Config } from './config/schema.js';
@@ -35,14 +36,20 @@ export function runUntilSignalled(app: App, config: Config): Lifecycle {
     timer.unref();
   };
 
+  const hup = () => {
+    app.logger.info({ signal: 'SIGHUP' }, 'reloading the configuration');
+    void app.reload();
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  process.on('SIGHUP', hup);
   // Keep the event loop alive while draining: the drain timer is unref'd so tests can close early.
   const keepAlive = setInterval(() => {}, 1 << 30);
   void stopped.finally(() => {
     clearInterval(keepAlive);
     process.off('SIGTERM', stop);
     process.off('SIGINT', stop);
+    process.off('SIGHUP', hup);
   });
   return { stopped };
 }

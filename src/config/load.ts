@@ -7,6 +7,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import { findShadowedRoutes } from './shadow.js';
 import { configSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
 
 export interface Problem {
@@ -161,13 +162,17 @@ function crossCheck(config: Config, inlineCount: number): Problem[] {
   if (config.providers.length === 0) {
     problems.push({ path: 'providers', message: 'at least one provider is required (here or in providers_dir)' });
   }
-  const names = new Set<string>();
+  // Inline duplicates are reported by the schema; here, a folder file that repeats any name.
+  const where = (i: number, name: string) => (i < inlineCount ? formatPath(['providers', i]) : `providers_dir/${name}.yaml`);
+  const names = new Map<string, number>();
   config.providers.forEach((p, i) => {
-    if (names.has(p.name)) {
-      const where = i < inlineCount ? formatPath(['providers', i, 'name']) : `providers_dir/${p.name}.yaml: name`;
-      problems.push({ path: where, message: `duplicate provider name ${p.name}` });
+    const first = names.get(p.name);
+    if (first !== undefined) {
+      const at = i < inlineCount ? formatPath(['providers', i, 'name']) : `providers_dir/${p.name}.yaml: name`;
+      problems.push({ path: at, message: `duplicate provider name ${p.name} (also in ${where(first, p.name)})` });
+    } else {
+      names.set(p.name, i);
     }
-    names.add(p.name);
   });
   config.routes.forEach((r, i) => {
     r.providers?.forEach((name, j) => {
@@ -175,6 +180,7 @@ function crossCheck(config: Config, inlineCount: number): Problem[] {
         problems.push({ path: formatPath(['routes', i, 'providers', j]), message: `unknown provider ${name}` });
     });
   });
+  problems.push(...findShadowedRoutes(config.routes));
   return problems;
 }
 

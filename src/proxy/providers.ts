@@ -28,6 +28,8 @@ export interface ProviderDeps {
   metrics: Metrics;
   /** Discovery retry: first pause and longest pause (milliseconds). SPEC §5: 1 s doubling to 30 s. */
   retryMs?: { first: number; max: number };
+  /** Told of each failed discovery attempt (a reload rejects on the first one); retries go on. */
+  onDiscoveryFailure?: (err: unknown) => void;
 }
 
 const unavailable = (description: string, cause?: unknown) =>
@@ -64,6 +66,8 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
         log.info({ introspection_endpoint: c.serverMetadata().introspection_endpoint }, 'provider ready');
       },
       (err: unknown) => {
+        if (closed) return;
+        deps.onDiscoveryFailure?.(err);
         if (closed) return;
         log.warn({ cause: describeFailure(err), retry_in_ms: pauseMs }, 'provider discovery failed');
         retryTimer = setTimeout(() => attempt(Math.min(pauseMs * 2, retry.max)), pauseMs);

@@ -11,8 +11,15 @@ export type Script = (token: string, req: IncomingMessage, res: ServerResponse) 
 export interface FakeProvider {
   readonly issuer: string;
   readonly introspectionEndpoint: string;
-  /** Tokens introspected, in order (test data only). */
+  /** Tokens introspected, in order (test data only), every tenant's included. */
   readonly calls: string[];
+  /**
+   * The issuer of tenant `name` on this same server (`<issuer>/t/<name>`), with its own discovery
+   * metadata and introspection endpoint: many providers, one process.
+   */
+  tenantIssuer(name: string): string;
+  /** Tokens introspected at tenant `name`'s endpoint, in order. */
+  tenantCalls(name: string): string[];
   /** The Authorization header of each call. */
   readonly authorizations: (string | undefined)[];
   /** Most calls ever in flight at once. */
@@ -31,6 +38,7 @@ export interface FakeProviderOptions {
 
 export async function startFakeProvider(options: FakeProviderOptions = {}): Promise<FakeProvider> {
   const calls: string[] = [];
+  const byTenant = new Map<string, string[]>();
   const authorizations: (string | undefined)[] = [];
   let inFlight = 0;
   let maxInFlight = 0;
@@ -39,15 +47,19 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
 
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', issuer);
-    if (url.pathname === '/.well-known/openid-configuration' && options.discovery !== false) {
-      return json(res, 200, { issuer, introspection_endpoint: `${issuer}/introspect`, token_endpoint: `${issuer}/token` });
+    const tenant = /^\/t\/([^/]+)\//.exec(url.pathname)?.[1];
+    const base = tenant === undefined ? issuer : `${issuer}/t/${tenant}`;
+    const rest = tenant === undefined ? url.pathname : url.pathname.slice(`/t/${tenant}`.length);
+    if (rest === '/.well-known/openid-configuration' && options.discovery !== false) {
+      return json(res, 200, { issuer: base, introspection_endpoint: `${base}/introspect`, token_endpoint: `${base}/token` });
     }
-    if (url.pathname !== '/introspect' || req.method !== 'POST') return json(res, 404, { error: 'not_found' });
+    if (rest !== '/introspect' || req.method !== 'POST') return json(res, 404, { error: 'not_found' });
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const token = new URLSearchParams(Buffer.concat(chunks).toString()).get('token') ?? '';
       calls.push(token);
+      if (tenant !== undefined) byTenant.set(tenant, [...(byTenant.get(tenant) ?? []), token]);
       authorizations.push(req.headers.authorization);
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
@@ -64,6 +76,8 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     issuer,
     introspectionEndpoint: `${issuer}/introspect`,
     calls,
+    tenantIssuer: (name) => `${issuer}/t/${name}`,
+    tenantCalls: (name) => byTenant.get(name) ?? [],
     authorizations,
     get maxInFlight() {
       return maxInFlight;
