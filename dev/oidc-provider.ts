@@ -25,6 +25,8 @@ export interface OidcProvider {
   readonly provider: Provider;
   /** Calls received at the introspection endpoint so far (tests count what reached a provider). */
   readonly introspections: number;
+  /** While false, every request gets 503 (an outage, for tests of a provider that is down). */
+  setAvailable(available: boolean): void;
   /** A client_credentials access token for `clientId`. */
   mintToken(clientId?: string, clientSecret?: string, scope?: string): Promise<string>;
   /** RFC 7009 revocation, as the client that holds the token. */
@@ -74,8 +76,10 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
   // oidc-provider logs every server error through its event emitter; tests read answers instead.
   provider.on('server_error', () => {});
   let introspections = 0;
+  let available = true;
   const callback = provider.callback();
   server.on('request', (req, res) => {
+    if (!available) return void res.writeHead(503, { 'content-type': 'text/plain' }).end('down\n');
     if (req.url?.startsWith('/token/introspection')) introspections++;
     return callback(req, res);
   });
@@ -88,6 +92,9 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
     provider,
     get introspections() {
       return introspections;
+    },
+    setAvailable(up) {
+      available = up;
     },
     async mintToken(clientId = APP_CLIENT.client_id, clientSecret = APP_CLIENT.client_secret, scope = 'orders:read') {
       const res = await fetch(`${issuer}/token`, {

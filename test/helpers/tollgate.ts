@@ -104,3 +104,16 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, message: s
 export function providerEntry(name: string, issuer: string, extra: Record<string, unknown> = {}) {
   return { name, issuer, client_id: 'tollgate', client_secret: 'tollgate-secret', ...extra };
 }
+
+/**
+ * Polls `check` until it holds, at most `timeoutMs` (bounded: fails with `message`, never hangs).
+ * For states tollgate reaches on its own (readiness, a reload after a file change).
+ */
+export async function eventually(check: () => boolean | Promise<boolean>, message: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return;
+    if (performance.now() > deadline) throw new Error(`${message} (waited ${timeoutMs} ms)`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
