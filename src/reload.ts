@@ -76,6 +76,12 @@ export type ReloadResult =
   | { readonly ok: false; readonly problems: readonly Problem[] };
 
 export interface ReloadOptions {
+  /**
+   * Discoveries in flight at once, across all providers (at start and on reload); default 32.
+   * 1,000 providers against one issuer host would otherwise overflow its listen backlog, and lost
+   * connection attempts are retried by TCP only after a second or more.
+   */
+  discoveryConcurrency?: number;
   /** Longest wait for the discovery of a reload's new providers (milliseconds); default 10,000. */
   discoveryTimeoutMs?: number;
   /**
@@ -146,8 +152,9 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
   const log = logger.child({ component: 'reload' });
   const reloads = { success: metrics.configReloads.labels('success'), failure: metrics.configReloads.labels('failure') };
 
+  const limitDiscovery = createLimit(options.discoveryConcurrency ?? 32);
   const start = (config: ProviderConfig, onDiscoveryFailure?: (err: unknown) => void): TrackedProvider =>
-    track(createProvider(config, onDiscoveryFailure ? { ...providerDeps, onDiscoveryFailure } : providerDeps));
+    track(createProvider(config, { ...providerDeps, limitDiscovery, ...(onDiscoveryFailure ? { onDiscoveryFailure } : {}) }));
 
   const initial = new Map<string, Provider>(options.config.providers.map((p) => [p.name, start(p)]));
   let runtime = compileRuntime(options.config, initial);
@@ -407,6 +414,24 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
       pending.clear();
       await Promise.all([...all].map((p) => p.close()));
     },
+  };
+}
+
+/** At most `max` tasks at once; the others wait in order. */
+function createLimit(max: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const queue: (() => void)[] = [];
+  return async (task) => {
+    if (active >= max) await new Promise<void>((resolve) => queue.push(resolve));
+    else active++;
+    try {
+      return await task();
+    } finally {
+      // Hand the slot straight to the next waiter, or free it.
+      const next = queue.shift();
+      if (next) next();
+      else active--;
+    }
   };
 }
 

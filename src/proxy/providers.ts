@@ -30,6 +30,11 @@ export interface ProviderDeps {
   retryMs?: { first: number; max: number };
   /** Told of each failed discovery attempt (a reload rejects on the first one); retries go on. */
   onDiscoveryFailure?: (err: unknown) => void;
+  /**
+   * Runs each discovery attempt through a limit shared by all providers, so a start with 1,000
+   * providers does not open 1,000 connections at once. Default: no limit.
+   */
+  limitDiscovery?: <T>(attempt: () => Promise<T>) => Promise<T>;
 }
 
 const unavailable = (description: string, cause?: unknown) =>
@@ -55,7 +60,12 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
     resolveReady();
   };
 
-  const discover = () => discoverConfiguration(config, http, clientAuth, insecure);
+  const discover = () =>
+    deps.limitDiscovery
+      ? deps.limitDiscovery(() =>
+          closed ? Promise.reject(new Error('closed')) : discoverConfiguration(config, http, clientAuth, insecure),
+        )
+      : discoverConfiguration(config, http, clientAuth, insecure);
 
   const retry = deps.retryMs ?? { first: 1000, max: 30_000 };
   const attempt = (pauseMs: number): void => {
