@@ -220,7 +220,7 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
       let left = fresh.length;
       const timer = setTimeout(() => {
         const slow = fresh.find((p) => !p.isReady());
-        resolve({ name: slow?.name ?? '?', message: `discovery did not finish within ${discoveryTimeoutMs} ms` });
+        resolve({ name: slow?.name ?? '?', message: `no metadata within ${discoveryTimeoutMs} ms` });
       }, discoveryTimeoutMs);
       const done = (result: { name: string; message: string } | undefined) => {
         clearTimeout(timer);

@@ -6,6 +6,8 @@
  * polling of the reload counter.
  */
 import { mkdtempSync, mkdirSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
@@ -339,4 +341,38 @@ t.test('a request in flight through a removed provider finishes; the provider cl
   const after = await gate.request('/x', { headers: { ...bearer('opaque-held-token'), 'x-tenant': 'b' } });
   t.equal(after.status, 401, 'and a new request cannot choose it');
   t.same(fake.tenantCalls('b').length, 1);
+});
+
+t.test('a new provider whose discovery hangs is rejected when the wait runs out', async (t) => {
+  const [opA] = (await realProviders(t, 1)) as [OidcProvider];
+  // Accepts connections and never answers.
+  const silent = createServer(() => {});
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    silent.closeAllConnections();
+    silent.close();
+  });
+  const upstream = await startUpstream();
+  t.teardown(() => upstream.close());
+  const dir = tempDir(t);
+  writeFileSync(path.join(dir, 'a.yaml'), providerYaml(opA.issuer));
+  const gate = await startTollgate(
+    t,
+    { upstream: { url: upstream.url }, providers_dir: dir },
+    { reload: { watch: false, discoveryTimeoutMs: 200 } },
+  );
+  const port = (silent.address() as AddressInfo).port;
+  writeFileSync(path.join(dir, 'slow.yaml'), providerYaml(`http://127.0.0.1:${port}`, 'timeout_ms: 60000\n'));
+  const result = await gate.app.reload();
+  t.match(result, {
+    ok: false,
+    problems: [
+      {
+        path: 'providers_dir/slow.yaml: issuer',
+        message: 'provider slow: discovery failed: no metadata within 200 ms',
+      },
+    ],
+  });
+  t.same([...gate.app.runtime().providers.keys()], ['a'], 'the old set is in place');
+  t.equal((await gate.request('/x', { headers: bearer(await opA.mintToken()) })).status, 200);
 });
