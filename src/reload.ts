@@ -290,9 +290,11 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
     }
     const removed = [...current.keys()].filter((name) => !providers.has(name));
 
-    const giveUp = async (problems: Problem[]): Promise<ReloadResult> => {
+    const giveUp = (problems: Problem[]): ReloadResult => {
       for (const p of fresh) pending.delete(p);
-      await Promise.all(fresh.map((p) => p.close()));
+      // Not awaited: closing waits for a discovery still in flight, which may hang until its
+      // timeout_ms; the verdict must not.
+      void Promise.all(fresh.map((p) => p.close()));
       return closed ? { ok: false, problems } : fail(problems, next);
     };
 
