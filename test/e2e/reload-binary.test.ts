@@ -96,6 +96,8 @@ ${routes}`;
     path: 'routes[0].match.path_prefx',
     problem: 'unknown key',
   });
+  const failures = /^tollgate_config_reloads_total\{result="failure"\} (\d+)$/m.exec((await request(`${admin}/metrics`)).text);
+  t.equal(failures?.[1], '1', 'the failure is counted');
   t.equal((await request(`${proxy}/open/x`)).status, 200, 'the old configuration still serves');
   t.equal((await request(`${proxy}/x`, { headers: bearer(token) })).status, 200);
 
