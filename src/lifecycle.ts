@@ -37,6 +37,7 @@ export function runUntilSignalled(app: App, config: Config): Lifecycle {
   };
 
   const hup = () => {
+    if (stopping) return; // a configuration that is about to stop serving need not change
     app.logger.info({ signal: 'SIGHUP' }, 'reloading the configuration');
     void app.reload();
   };
