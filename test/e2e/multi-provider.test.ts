@@ -4,9 +4,10 @@
  * before any provider is called; a token never reaches a provider outside the route's list, nor a
  * second provider when the first says inactive. The providers count their introspection calls.
  *
- * JWT-shaped tokens: oidc-provider refuses to introspect structured tokens (400
- * unsupported_token_type), so the JWT refusals are shown here (no call anywhere) and the JWT that
- * is let through is in test/proxy/provider-selection.test.ts, with fake providers that answer.
+ * JWT-shaped tokens: oidc-provider issues JWT access tokens (with a resource indicator) but
+ * refuses to introspect them (400 unsupported_token_type). So here a real JWT is shown routed by
+ * its `iss` and refused where its issuer is not allowed, with the calls counted; the JWT that is
+ * let through is in test/proxy/provider-selection.test.ts, with fake providers that answer.
  */
 import t from 'tap';
 import { startOidcProvider, type OidcProvider } from '../../dev/oidc-provider.js';
@@ -163,5 +164,41 @@ t.test('three real providers, tenant-safe selection', async (t) => {
       t.equal(res.status, 503);
     });
     t.same(calls, { a: 0, b: 1, c: 0 });
+  });
+
+  t.test('a real JWT access token (oidc-provider, resource indicator) is routed by its iss', async (t) => {
+    const jwtIssuer = await startOidcProvider({
+      configuration: {
+        features: {
+          clientCredentials: { enabled: true },
+          introspection: { enabled: true },
+          devInteractions: { enabled: false },
+          resourceIndicators: {
+            enabled: true,
+            defaultResource: () => 'urn:orders-api',
+            useGrantedResource: () => true,
+            getResourceServerInfo: () => ({ scope: 'orders:read', accessTokenFormat: 'jwt', audience: 'urn:orders-api' }),
+          },
+        },
+      },
+    });
+    t.teardown(() => jwtIssuer.close());
+    const jwt = await jwtIssuer.mintToken();
+    t.equal(jwt.split('.').length, 3, 'a JWT access token');
+    const withJ = await startTollgate(t, {
+      upstream: { url: upstream.url },
+      providers: [providerEntry('a', ops.a.issuer), providerEntry('b', ops.b.issuer), providerEntry('j', jwtIssuer.issuer)],
+      routes: [{ match: { path_prefix: '/ab/' }, providers: ['a', 'b'] }],
+    });
+    const before = { ...counts(), j: jwtIssuer.introspections };
+    const requestsBefore = upstream.requests.length;
+    assertInvalidToken(t, await withJ.request('/ab/orders', { headers: bearer(jwt) }), /no provider allowed here issued/);
+    t.same({ ...counts(), j: jwtIssuer.introspections }, before, 'refused on a route that excludes its issuer: no call anywhere');
+    // On the fallback route j is allowed and chosen by iss alone (no header needed among three).
+    // oidc-provider will not introspect a structured token (400 unsupported_token_type), so the
+    // answer is 503; the point is who was asked.
+    t.equal((await withJ.request('/orders', { headers: bearer(jwt) })).status, 503);
+    t.same({ ...counts(), j: jwtIssuer.introspections }, { ...before, j: before.j + 1 }, 'only j was asked');
+    t.equal(upstream.requests.length, requestsBefore);
   });
 });
