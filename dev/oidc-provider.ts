@@ -4,7 +4,7 @@
  * revocation turned on. Over HTTPS it also authenticates clients by certificate (RFC 8705).
  * Development only: in-memory storage and generated keys.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -40,6 +40,10 @@ export interface OidcProvider {
   /** With `mtlsAlias`: the introspection endpoint that asks for a client certificate. */
   readonly mtlsIntrospectionEndpoint: string | undefined;
   readonly provider: Provider;
+  /** Calls received at the introspection endpoint so far (tests count what reached a provider). */
+  readonly introspections: number;
+  /** While false, every request gets 503 (an outage, for tests of a provider that is down). */
+  setAvailable(available: boolean): void;
   /** A client_credentials access token for `clientId`. */
   mintToken(clientId?: string, clientSecret?: string, scope?: string): Promise<string>;
   /** RFC 7009 revocation, as the client that holds the token. */
@@ -135,8 +139,16 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
   });
   // oidc-provider logs every server error through its event emitter; tests read answers instead.
   provider.on('server_error', () => {});
-  server.on('request', provider.callback());
-  aliasServer?.on('request', provider.callback());
+  let introspections = 0;
+  let available = true;
+  const callback = provider.callback();
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
+    if (!available) return void res.writeHead(503, { 'content-type': 'text/plain' }).end('down\n');
+    if (req.url?.startsWith('/token/introspection')) introspections++;
+    return callback(req, res);
+  };
+  server.on('request', handle);
+  aliasServer?.on('request', handle);
   // mintToken and revokeToken trust the test CA, like a client of this provider would.
   const dispatcher = tls === undefined ? undefined : new Agent({ connect: { ca: tls.ca } });
   const fetch = (url: string, init: { method: string; headers: Record<string, string>; body: URLSearchParams }) =>
@@ -155,6 +167,12 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
     issuer,
     mtlsIntrospectionEndpoint,
     provider,
+    get introspections() {
+      return introspections;
+    },
+    setAvailable(up) {
+      available = up;
+    },
     async mintToken(clientId = APP_CLIENT.client_id, clientSecret = APP_CLIENT.client_secret, scope = 'orders:read') {
       const res = await fetch(`${issuer}/token`, {
         method: 'POST',

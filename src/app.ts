@@ -15,9 +15,9 @@ import { createClientErrors } from './proxy/client-error.js';
 import { createUpstream } from './proxy/forward.js';
 import { createHandler, createPipeline } from './proxy/handler.js';
 import { createIntrospectionCache } from './proxy/introspect.js';
-import { createProvider, type Provider } from './proxy/providers.js';
+import { createLiveRuntime, type ConfigSource, type ReloadOptions, type ReloadResult } from './reload.js';
+import type { Runtime } from './runtime.js';
 import { createUpgrades } from './proxy/upgrade.js';
-import { compileRuntime, type Runtime } from './runtime.js';
 
 export interface AppOptions {
   config: Config;
@@ -25,6 +25,10 @@ export interface AppOptions {
   clock?: Clock;
   /** Discovery retry pauses (milliseconds); SPEC §5's 1 s doubling to 30 s by default. */
   discoveryRetryMs?: { first: number; max: number };
+  /** Where `reload()` reads the configuration again (SPEC §7); without one, reloads fail. */
+  source?: ConfigSource;
+  /** Reload timing and file watching (reload.ts). */
+  reload?: ReloadOptions;
 }
 
 export interface App {
@@ -38,6 +42,8 @@ export interface App {
   isReady(): boolean;
   /** Settles once every provider is ready. */
   whenReady(): Promise<void>;
+  /** Re-reads, validates and discovers, then swaps the runtime; the old one serves on failure. */
+  reload(): Promise<ReloadResult>;
   /**
    * /readyz answers 503 from now on; requests are still served, each answer with `Connection:
    * close` so keep-alive clients reconnect through the Service (SPEC §7).
@@ -61,13 +67,13 @@ export async function startApp(options: AppOptions): Promise<App> {
   cacheSize = cache.size;
 
   const providerDeps = { logger, metrics, clock, ...(options.discoveryRetryMs ? { retryMs: options.discoveryRetryMs } : {}) };
-  const providers = new Map<string, Provider>(config.providers.map((p) => [p.name, createProvider(p, providerDeps)]));
-  const runtime = compileRuntime(config, providers);
+  const live = createLiveRuntime({ ...options.reload, config, source: options.source, cache, logger, metrics, providerDeps });
+  const runtime = live.runtime;
   const upstream = createUpstream({ url: config.upstream.url, timeoutMs: config.upstream.timeout_ms });
   let draining = false;
   let closing: Promise<void> | undefined;
 
-  const pipelineDeps = { runtime: () => runtime, cache, clock, metrics, logger };
+  const pipelineDeps = { runtime, cache, clock, metrics, logger };
   const handle = createHandler({ ...pipelineDeps, upstream });
   const upgrades = createUpgrades(createPipeline(pipelineDeps), {
     url: config.upstream.url,
@@ -91,24 +97,25 @@ export async function startApp(options: AppOptions): Promise<App> {
   // a client too slow with its headers or body (slowloris) gets 408.
   proxy.on('clientError', clientErrors.onClientError);
 
-  const isReady = () => !draining && [...providers.values()].every((p) => p.isReady());
+  const isReady = () => !draining && [...runtime().providers.values()].every((p) => p.isReady());
   const admin = createServer(createAdminHandler({ metrics, isReady }));
 
   await Promise.all([listen(proxy, config.listen), listen(admin, config.admin_listen)]);
   const proxyUrl = urlOf(proxy);
   const adminUrl = urlOf(admin);
-  logger.info({ proxy: proxyUrl, admin: adminUrl, providers: [...providers.keys()] }, 'tollgate listening');
+  logger.info({ proxy: proxyUrl, admin: adminUrl, providers: [...runtime().providers.keys()] }, 'tollgate listening');
 
   return {
     proxyUrl,
     adminUrl,
     metrics,
     logger,
-    runtime: () => runtime,
+    runtime,
     isReady,
     whenReady: async () => {
-      await Promise.all([...providers.values()].map((p) => p.ready));
+      await Promise.all([...runtime().providers.values()].map((p) => p.ready));
     },
+    reload: live.reload,
     startDraining() {
       draining = true;
       drain.startDraining();
@@ -119,7 +126,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       closing ??= proxyClosed.then(async ({ cut }) => {
         if (cut > 0) logger.warn({ requests: cut }, 'shutdown timeout: in-flight requests cut');
         upgrades.closeAll();
-        await Promise.all([closeServer(admin, 0), upstream.close(), ...[...providers.values()].map((p) => p.close())]);
+        await Promise.all([closeServer(admin, 0), upstream.close(), live.close()]);
       });
       return closing;
     },

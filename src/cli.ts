@@ -9,6 +9,7 @@ import { formatProblems, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { runUntilSignalled } from './lifecycle.js';
 import { createLogger } from './observability/log.js';
+import { fileSource } from './reload.js';
 import { describeFailure, discoverOnce } from './proxy/providers.js';
 
 const USAGE = `Usage:
@@ -58,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'check-config') return checkConfig(config, values.discover === true);
 
   const logger = createLogger({ level: process.env.TOLLGATE_LOG_LEVEL || 'info' });
-  const app = await startApp({ config, logger });
+  const app = await startApp({ config, logger, source: fileSource({ configPath: values.config }) });
   return runUntilSignalled(app, config).stopped;
 }
 

@@ -10,6 +10,8 @@
  * are served. A second signal stops at once: whoever sends it has stopped waiting. tollgate is
  * its container's PID 1 in the image; these handlers are what makes it answer SIGTERM at all
  * (PID 1 gets no default signal action), so no init process is needed.
+ *
+ * SIGHUP reloads the configuration (reload.ts logs and counts the result).
  */
 import type { App } from './app.js';
 import type { Config } from './config/schema.js';
@@ -72,5 +74,11 @@ export function runUntilSignalled(app: App, config: Config, options: LifecycleOp
   // Never removed: a signal in the moment between "stopped" and the exit must not kill the
   // process with the default action (exit 143) after a clean shutdown.
   for (const signal of SIGNALS) source.on(signal, onSignal);
+  // SIGHUP reloads; a configuration that is about to stop serving need not change.
+  source.on('SIGHUP', () => {
+    if (signalled) return;
+    app.logger.info({ signal: 'SIGHUP' }, 'reloading the configuration');
+    void app.reload();
+  });
   return { stopped };
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { parse as parseYaml, YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { readProviderKeys, resolveKeyFilePaths } from './keys.js';
+import { findShadowedRoutes } from './shadow.js';
 import { configSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
 
 export interface Problem {
@@ -123,6 +124,7 @@ export function validateConfig(input: Tree, options: ValidateOptions = {}): Load
 
   const config = { ...parsed.data, providers: [...parsed.data.providers, ...dirProviders] };
   problems.push(...crossCheck({ providers: config.providers, inlineCount: parsed.data.providers.length, routes: config.routes }));
+  problems.push(...findShadowedRoutes(config.routes));
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, config: deepFreeze(config) };
 }
@@ -205,13 +207,20 @@ function crossCheck(outline: Outline): Problem[] {
   if (outline.providers.length === 0) {
     problems.push({ path: 'providers', message: 'at least one provider is required (here or in providers_dir)' });
   }
-  const names = new Set<string>();
+  // Inline duplicates are reported by the schema; here, a folder file that repeats any name.
+  const where = (i: number, name: string) =>
+    i < outline.inlineCount ? formatPath(['providers', i]) : `providers_dir/${name}.yaml`;
+  const names = new Map<string, number>();
   outline.providers.forEach((p, i) => {
     if (typeof p.name !== 'string') return;
-    if (names.has(p.name) && i >= outline.inlineCount) {
-      problems.push({ path: `providers_dir/${p.name}.yaml: name`, message: `duplicate provider name ${p.name}` });
+    const first = names.get(p.name);
+    if (first === undefined) names.set(p.name, i);
+    else if (i >= outline.inlineCount) {
+      problems.push({
+        path: `providers_dir/${p.name}.yaml: name`,
+        message: `duplicate provider name ${p.name} (also in ${where(first, p.name)})`,
+      });
     }
-    names.add(p.name);
   });
   outline.routes.forEach((r, i) => {
     r.providers?.forEach((name, j) => {

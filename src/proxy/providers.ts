@@ -41,6 +41,13 @@ export interface ProviderDeps {
   clock?: Clock;
   /** Discovery retry: first pause and longest pause (milliseconds). SPEC §5: 1 s doubling to 30 s. */
   retryMs?: { first: number; max: number };
+  /** Told of each failed discovery attempt (a reload rejects on the first one); retries go on. */
+  onDiscoveryFailure?: (err: unknown) => void;
+  /**
+   * Runs each discovery attempt through a limit shared by all providers, so a start with 1,000
+   * providers does not open 1,000 connections at once. Default: no limit.
+   */
+  limitDiscovery?: <T>(attempt: () => Promise<T>) => Promise<T>;
 }
 
 const unavailable = (description: string, cause?: unknown) =>
@@ -73,7 +80,12 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
     resolveReady();
   };
 
-  const discover = () => discoverConfiguration(config, http, clientAuth, insecure);
+  const discover = () =>
+    deps.limitDiscovery
+      ? deps.limitDiscovery(() =>
+          closed ? Promise.reject(new Error('closed')) : discoverConfiguration(config, http, clientAuth, insecure),
+        )
+      : discoverConfiguration(config, http, clientAuth, insecure);
 
   const retry = deps.retryMs ?? { first: 1000, max: 30_000 };
   const attempt = (pauseMs: number): void => {
@@ -84,6 +96,8 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
         log.info({ introspection_endpoint: introspectionEndpointOf(config, c) }, 'provider ready');
       },
       (err: unknown) => {
+        if (closed) return;
+        deps.onDiscoveryFailure?.(err);
         if (closed) return;
         log.warn({ cause: describeFailure(err, config.auth_method), retry_in_ms: pauseMs }, 'provider discovery failed');
         retryTimer = setTimeout(() => attempt(Math.min(pauseMs * 2, retry.max)), pauseMs);

@@ -11,10 +11,17 @@ export type Script = (token: string, req: IncomingMessage, res: ServerResponse) 
 export interface FakeProvider {
   readonly issuer: string;
   readonly introspectionEndpoint: string;
-  /** Tokens introspected, in order (test data only; empty with `record: false`). */
+  /** Tokens introspected, in order (test data only; empty with `record: false`), every tenant's included. */
   readonly calls: string[];
   /** Introspection calls received (counted with `record: false` too). */
   readonly callCount: number;
+  /**
+   * The issuer of tenant `name` on this same server (`<issuer>/t/<name>`), with its own discovery
+   * metadata and introspection endpoint: many providers, one process.
+   */
+  tenantIssuer(name: string): string;
+  /** Tokens introspected at tenant `name`'s endpoint, in order. */
+  tenantCalls(name: string): string[];
   /** The Authorization header of each call. */
   readonly authorizations: (string | undefined)[];
   /** The form body of each call (client_id, client_assertion…). */
@@ -47,6 +54,7 @@ export interface FakeProviderOptions {
 
 export async function startFakeProvider(options: FakeProviderOptions = {}): Promise<FakeProvider> {
   const calls: string[] = [];
+  const byTenant = new Map<string, string[]>();
   const authorizations: (string | undefined)[] = [];
   const forms: URLSearchParams[] = [];
   const accepts: (string | undefined)[] = [];
@@ -66,16 +74,19 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
 
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', issuer);
-    if (url.pathname === metadataPath) {
+    const tenant = /^\/t\/([^/]+)\//.exec(url.pathname)?.[1];
+    const base = tenant === undefined ? issuer : `${issuer}/t/${tenant}`;
+    const rest = tenant === undefined ? url.pathname : url.pathname.slice(`/t/${tenant}`.length);
+    if (rest === metadataPath) {
       return json(res, 200, {
-        issuer,
-        introspection_endpoint: `${issuer}/introspect`,
-        token_endpoint: `${issuer}/token`,
+        issuer: base,
+        introspection_endpoint: `${base}/introspect`,
+        token_endpoint: `${base}/token`,
         ...(options.jwks === undefined ? {} : { jwks_uri: `${issuer}/jwks` }),
       });
     }
     if (url.pathname === '/jwks' && options.jwks !== undefined) return json(res, 200, options.jwks);
-    if (url.pathname !== '/introspect' || req.method !== 'POST') return json(res, 404, { error: 'not_found' });
+    if (rest !== '/introspect' || req.method !== 'POST') return json(res, 404, { error: 'not_found' });
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -84,6 +95,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
       callCount++;
       if (options.record !== false) {
         calls.push(token);
+        if (tenant !== undefined) byTenant.set(tenant, [...(byTenant.get(tenant) ?? []), token]);
         authorizations.push(req.headers.authorization);
         forms.push(form);
         accepts.push(req.headers.accept);
@@ -104,6 +116,8 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     issuer,
     introspectionEndpoint: `${issuer}/introspect`,
     calls,
+    tenantIssuer: (name) => `${issuer}/t/${name}`,
+    tenantCalls: (name) => byTenant.get(name) ?? [],
     authorizations,
     forms,
     accepts,

@@ -10,6 +10,7 @@ import { startApp, type App } from '../../src/app.js';
 import { validateConfig, formatProblems } from '../../src/config/load.js';
 import type { Clock } from '../../src/clock.js';
 import { REDACT_PATHS } from '../../src/observability/log.js';
+import { treeSource, type ConfigSource, type ReloadOptions } from '../../src/reload.js';
 import { request, type RequestOptions } from './http.js';
 
 export interface TestTollgate {
@@ -32,16 +33,19 @@ export interface StartOptions {
   /** Wait until every provider is ready (default true). */
   waitReady?: boolean;
   discoveryRetryMs?: { first: number; max: number };
+  /** Where `app.reload()` reads from; default: the same raw tree again (providers_dir re-read). */
+  source?: ConfigSource;
+  /** Reload timing and watching; default: watch with a 20 ms debounce. */
+  reload?: ReloadOptions;
 }
 
 /** Test defaults: loopback, port 0, no drain delay. The raw tree is validated like a YAML file. */
+export function testTree(raw: Record<string, unknown>): Record<string, unknown> {
+  return { listen: '127.0.0.1:0', admin_listen: '127.0.0.1:0', shutdown: { drain_delay_s: 0, timeout_s: 5 }, ...raw };
+}
+
 export function testConfig(raw: Record<string, unknown>) {
-  const result = validateConfig({
-    listen: '127.0.0.1:0',
-    admin_listen: '127.0.0.1:0',
-    shutdown: { drain_delay_s: 0, timeout_s: 5 },
-    ...raw,
-  });
+  const result = validateConfig(testTree(raw));
   if (!result.ok) throw new Error(`test configuration is invalid:\n${formatProblems(result.problems)}`);
   return result.config;
 }
@@ -58,6 +62,8 @@ export async function startTollgate(t: Test, raw: Record<string, unknown>, optio
     logger,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.discoveryRetryMs ? { discoveryRetryMs: options.discoveryRetryMs } : {}),
+    source: options.source ?? treeSource(testTree(raw)),
+    reload: options.reload ?? { watch: { debounceMs: 20 } },
   });
   t.teardown(() => app.close(1000));
   if (options.waitReady ?? true) await withTimeout(app.whenReady(), 10_000, 'providers did not become ready within 10 s');
@@ -134,4 +140,9 @@ export function requestsArrived(url: string, count: number, ms = 30_000): Promis
     clearTimeout(timer);
     unsubscribe('http.server.request.start', onStart);
   });
+}
+
+/** `waitFor` with the message first and a 10 s default: for states tollgate reaches on its own. */
+export function eventually(check: () => boolean | Promise<boolean>, message: string, timeoutMs = 10_000): Promise<void> {
+  return waitFor(check, timeoutMs, `${message} (waited ${timeoutMs} ms)`);
 }
