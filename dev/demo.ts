@@ -1,13 +1,14 @@
 /**
- * `npm run demo`: a real OpenID provider (oidc-provider), a small "legacy API", and tollgate — the
- * built binary, started with a configuration file — in front of it. Once everything is ready it
- * prints curl lines that work as pasted. Ctrl-C stops all three.
+ * `npm run demo`: real OpenID providers (oidc-provider) for two tenants, a small "legacy API", and
+ * tollgate — the built binary, started with a configuration file and a providers.d folder — in
+ * front of it. Once everything is ready it prints curl lines that work as pasted. Ctrl-C stops
+ * all of it.
  *
  * TOLLGATE_LISTEN / TOLLGATE_ADMIN_LISTEN choose tollgate's addresses (default 127.0.0.1:7080 and
  * :7081, or a free port when those are taken).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -34,10 +35,15 @@ async function freeOr0(preferred: string): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  const op = await startOidcProvider({ extraTokenClaims: (clientId) => ({ sub: `service-account:${clientId}` }) });
+  const sub = (clientId: string) => ({ sub: `service-account:${clientId}` });
+  // Two tenants, each with its own provider: acme's is inline, globex's a providers.d file.
+  const op = await startOidcProvider({ extraTokenClaims: sub });
+  const globex = await startOidcProvider({ extraTokenClaims: sub });
   const api = await startLegacyApi();
   const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-demo-'));
   const configFile = path.join(dir, 'tollgate.yaml');
+  mkdirSync(path.join(dir, 'providers.d'));
+  writeFileSync(path.join(dir, 'providers.d', 'globex.yaml'), stringify({ issuer: globex.issuer, ...TOLLGATE_CLIENT }));
   writeFileSync(
     configFile,
     stringify({
@@ -45,9 +51,13 @@ async function main(): Promise<void> {
       admin_listen: await freeOr0(process.env.TOLLGATE_ADMIN_LISTEN || '127.0.0.1:7081'),
       upstream: { url: api.url },
       providers: [{ name: 'demo', issuer: op.issuer, ...TOLLGATE_CLIENT }],
+      providers_dir: 'providers.d',
       routes: [
         { match: { path_prefix: '/health' }, public: true },
-        { match: { path_prefix: '/admin' }, scopes: ['orders:admin'] },
+        // The tenant's host names the only provider that may vouch for tokens sent there.
+        { match: { host: 'globex.localhost' }, providers: ['globex'] },
+        { match: { path_prefix: '/admin' }, scopes: ['orders:admin'], providers: ['demo'] },
+        { match: {}, providers: ['demo'] },
       ],
       shutdown: { drain_delay_s: 0, timeout_s: 5 },
     }),
@@ -81,7 +91,7 @@ async function main(): Promise<void> {
       child.kill('SIGINT');
       await new Promise((resolve) => child.once('exit', resolve));
     }
-    await Promise.all([api.close(), op.close()]);
+    await Promise.all([api.close(), op.close(), globex.close()]);
     rmSync(dir, { recursive: true, force: true });
     process.exit(code);
   };
@@ -97,10 +107,12 @@ async function main(): Promise<void> {
     return;
   }
   const token = await op.mintToken(undefined, undefined, 'orders:read');
+  const globexToken = await globex.mintToken(undefined, undefined, 'orders:read');
 
   process.stdout.write(`
 tollgate demo is running:
   OpenID provider  ${op.issuer}   (oidc-provider, client_credentials + introspection)
+  globex's provider ${globex.issuer}   (a second tenant, from ${path.join(dir, 'providers.d', 'globex.yaml')})
   legacy API       ${api.url}   (answers with the identity headers it received)
   tollgate         ${proxyUrl}   (admin: ${adminUrl})
 
@@ -117,6 +129,12 @@ A client_credentials token (scope orders:read, valid 1 hour) was minted for you.
 
   # a token the provider never issued: 401 invalid_token
   curl -i ${proxyUrl}/orders/42 -H 'Authorization: Bearer not-a-real-token'
+
+  # tenant globex: its own provider vouches for its own token (X-Auth-Provider: globex)
+  curl -i ${proxyUrl}/orders/7 -H 'Host: globex.localhost' -H 'Authorization: Bearer ${globexToken}'
+
+  # the first token on globex's route: globex's provider does not know it, 401
+  curl -i ${proxyUrl}/orders/7 -H 'Host: globex.localhost' -H 'Authorization: Bearer ${token}'
 
   # a public route: no token needed, and a spoofed X-Auth-Subject is still removed
   curl -i ${proxyUrl}/health -H 'X-Auth-Subject: admin'

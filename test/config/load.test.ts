@@ -634,7 +634,10 @@ t.test('a providers_dir file repeating an inline name, with another problem besi
     },
   });
   const good = lines(problems(t, loadConfig({ configPath: path.join(dir, 'tollgate.yaml'), env: {} })));
-  t.same(good, ['providers_dir/acme.yaml: name: duplicate provider name acme', 'routes[0].providers[2]: unknown provider nope']);
+  t.same(good, [
+    'providers_dir/acme.yaml: name: duplicate provider name acme (also in providers[0])',
+    'routes[0].providers[2]: unknown provider nope',
+  ]);
   writeFileSync(
     path.join(dir, 'tollgate.yaml'),
     `${GOOD}    typo: 1\nproviders_dir: providers.d\nroutes:\n  - providers: [acme, beta, nope]\n`,
@@ -642,7 +645,7 @@ t.test('a providers_dir file repeating an inline name, with another problem besi
   const bad = lines(problems(t, loadConfig({ configPath: path.join(dir, 'tollgate.yaml'), env: {} })));
   t.same(bad, [
     'providers[0].typo: unknown key',
-    'providers_dir/acme.yaml: name: duplicate provider name acme',
+    'providers_dir/acme.yaml: name: duplicate provider name acme (also in providers[0])',
     'routes[0].providers[2]: unknown provider nope',
   ]);
 });

@@ -37,10 +37,19 @@ t.test('the demo prints curl lines that work, and Ctrl-C stops it', async (t) =>
   ).catch((err: Error) => {
     throw new Error(`${err.message}\nstderr:\n${stderr}`);
   });
-  t.equal(curls.length, 6, 'six curl lines');
+  t.equal(curls.length, 8, 'eight curl lines');
 
   const curl = async (line: string) => (await run('sh', ['-c', line], { timeout: 10_000 })).stdout;
-  const [allowed, noToken, noScope, badToken, open, metrics] = curls as [string, string, string, string, string, string];
+  const [allowed, noToken, noScope, badToken, tenant, wrongTenant, open, metrics] = curls as [
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
   const allowedOut = await curl(allowed);
   t.match(allowedOut, /^HTTP\/1\.1 200/);
   t.match(allowedOut, /"x-auth-subject": "service-account:demo-app"/);
@@ -48,6 +57,10 @@ t.test('the demo prints curl lines that work, and Ctrl-C stops it', async (t) =>
   t.match(await curl(noToken), /^HTTP\/1\.1 401[\s\S]*www-authenticate: Bearer realm="tollgate"\r?\n/i);
   t.match(await curl(noScope), /^HTTP\/1\.1 403[\s\S]*error="insufficient_scope"/);
   t.match(await curl(badToken), /^HTTP\/1\.1 401[\s\S]*error="invalid_token"/);
+  const tenantOut = await curl(tenant);
+  t.match(tenantOut, /^HTTP\/1\.1 200/);
+  t.match(tenantOut, /"x-auth-provider": "globex"/);
+  t.match(await curl(wrongTenant), /^HTTP\/1\.1 401[\s\S]*error="invalid_token"/);
   const openOut = await curl(open);
   t.match(openOut, /^HTTP\/1\.1 200/);
   t.match(openOut, /"identity": \{\}/, 'the spoofed X-Auth-Subject did not reach the API');
