@@ -60,7 +60,10 @@ async function main(argv: string[]): Promise<number> {
 
   const logger = createLogger({ level: process.env.TOLLGATE_LOG_LEVEL || 'info' });
   const app = await startApp({ config, logger, source: fileSource({ configPath: values.config }) });
-  return runUntilSignalled(app, config).stopped;
+  const code = await runUntilSignalled(app, config).stopped;
+  // Lines are written asynchronously: flush them before the process ends, so 'stopped' is never lost.
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  return code;
 }
 
 async function checkConfig(config: Config, discover: boolean): Promise<number> {
