@@ -78,6 +78,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const proxyUrl = urlOf(proxy);
   const adminUrl = urlOf(admin);
   logger.info({ proxy: proxyUrl, admin: adminUrl, providers: [...providers.keys()] }, 'tollgate listening');
+  logger.flush(); // lines are batched (log.ts): show the start at once
 
   return {
     proxyUrl,
@@ -96,6 +97,11 @@ export async function startApp(options: AppOptions): Promise<App> {
       draining = true;
       await closeServer(proxy, timeoutMs);
       await Promise.all([closeServer(admin, 0), upstream.close(), ...[...providers.values()].map((p) => p.close())]);
+      // The access log is written in batches: what is still buffered goes out now.
+      await new Promise<void>((resolve) => {
+        setTimeout(resolve, 1000).unref(); // a destination that never drains must not hold the exit
+        logger.flush(() => resolve());
+      });
     },
   };
 }

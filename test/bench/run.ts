@@ -11,7 +11,8 @@
  * Environment (all optional): BENCH_DURATION_S (5), BENCH_PAIRS (3), BENCH_CONNECTIONS (50),
  * BENCH_WARMUP_S (1), BENCH_BODY_CONNECTIONS (8), BENCH_PROVIDER_LATENCY_MS (2),
  * BENCH_ONLY (e.g. `a,g`), BENCH_CPU_PROF (a directory: tollgate runs with --cpu-prof into it),
- * BENCH_JSON (a file: the raw measurements as JSON).
+ * BENCH_JSON (a file: the raw measurements as JSON), BENCH_RATE (a fixed request rate instead of
+ * as many as possible: then compare the CPU time per request, which noise disturbs least).
  * Exits 1 when a row misses its budget.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
@@ -44,6 +45,8 @@ const settings = {
   only: process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : null,
   cpuProfDir: process.env.BENCH_CPU_PROF || null,
   jsonFile: process.env.BENCH_JSON || null,
+  /** Requests per second for the whole run instead of as many as possible (0: unlimited). */
+  rate: process.env.BENCH_RATE ? num('BENCH_RATE', 0) : 0,
 };
 
 const PATH = '/api/orders?limit=10';
@@ -174,7 +177,13 @@ async function measure(target: Target, load: Load): Promise<Run> {
   const cpuBefore = cpuMs(target.pid);
   const started = performance.now();
   // autocannon takes the path from the URL, not from `path`.
-  const instance = autocannon({ connections: settings.connections, timeout: 30, ...load, url: target.url + (load.path ?? '/') });
+  const instance = autocannon({
+    connections: settings.connections,
+    timeout: 30,
+    ...(settings.rate > 0 && load.amount === undefined ? { overallRate: settings.rate } : {}),
+    ...load,
+    url: target.url + (load.path ?? '/'),
+  });
   instance.on('response', (_client, status, _bytes, ms) => {
     responses++;
     statuses[status] = (statuses[status] ?? 0) + 1;
