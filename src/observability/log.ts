@@ -49,3 +49,15 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     destination,
   );
 }
+
+/**
+ * The logger of the access line (SPEC §6): same destination, same format. The line is flat and
+ * tollgate builds every field of it (method, normalised path, route, status, outcome, code,
+ * provider, cache, durations), so only the top-level redaction paths can ever apply to it. The
+ * wildcard paths (`*.token`) make pino pass every string field of every line through the
+ * redactor — the largest item of tollgate's own work on a cache hit after the log writes
+ * themselves — so this child keeps the top-level paths and drops the wildcards.
+ */
+export function createAccessLogger(logger: Logger): Logger {
+  return logger.child({}, { redact: { paths: REDACT_PATHS.filter((p) => !p.includes('*')), censor: '[redacted]' } });
+}

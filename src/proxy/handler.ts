@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isTollgateError, renderError, TollgateError, type Outcome } from '../errors.js';
 import type { Clock } from '../clock.js';
-import type { Logger } from '../observability/log.js';
+import { createAccessLogger, type Logger } from '../observability/log.js';
 import type { CacheResult, Metrics } from '../observability/metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { Answer } from './answer.js';
@@ -45,6 +45,7 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, expectContinue
 
 export function createHandler(deps: HandlerDeps): Handler {
   const { cache, upstream, clock, metrics, logger } = deps;
+  const accessLog = createAccessLogger(logger);
 
   const authorize = async (
     req: IncomingMessage,
@@ -124,7 +125,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       line.duration_ms = round(seconds * 1000);
       metrics.requests.labels(line.outcome, line.provider ?? 'none').inc();
       metrics.requestDuration.labels(line.outcome).observe(seconds);
-      if (runtime.config.access_log) logger.info(line, 'request');
+      if (runtime.config.access_log) accessLog.info(line, 'request');
     }
   };
 }
