@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isTollgateError, renderError, TollgateError, type Outcome } from '../errors.js';
 import type { Clock } from '../clock.js';
 import { createAccessLogger, type Logger } from '../observability/log.js';
-import type { CacheResult, Metrics } from '../observability/metrics.js';
+import { cachedLabels, cachedLabels2, type CacheResult, type Metrics } from '../observability/metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { Answer } from './answer.js';
 import type { Upstream } from './forward.js';
@@ -46,6 +46,9 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, expectContinue
 export function createHandler(deps: HandlerDeps): Handler {
   const { cache, upstream, clock, metrics, logger } = deps;
   const accessLog = createAccessLogger(logger);
+  const requestsBy = cachedLabels2(metrics.requests);
+  const requestDurationBy = cachedLabels(metrics.requestDuration);
+  const upstreamDurationBy = cachedLabels(metrics.upstreamDuration);
 
   const authorize = async (
     req: IncomingMessage,
@@ -108,7 +111,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       const result = await upstream.forward(req, res, forwardPath, headers);
       line.status = result.status;
       line.upstream_ms = round(result.upstreamMs);
-      metrics.upstreamDuration.labels(statusClass(result.status)).observe(result.upstreamMs / 1000);
+      upstreamDurationBy(statusClass(result.status)).observe(result.upstreamMs / 1000);
     } catch (err) {
       const refusal = isTollgateError(err) ? err : unexpected(err, logger);
       line.code = refusal.code;
@@ -123,8 +126,8 @@ export function createHandler(deps: HandlerDeps): Handler {
     } finally {
       const seconds = (performance.now() - started) / 1000;
       line.duration_ms = round(seconds * 1000);
-      metrics.requests.labels(line.outcome, line.provider ?? 'none').inc();
-      metrics.requestDuration.labels(line.outcome).observe(seconds);
+      requestsBy(line.outcome, line.provider ?? 'none').inc();
+      requestDurationBy(line.outcome).observe(seconds);
       if (runtime.config.access_log) accessLog.info(line, 'request');
     }
   };
@@ -138,6 +141,8 @@ function unexpected(err: unknown, logger: Logger): TollgateError {
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
 
+const STATUS_CLASSES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
+
 function statusClass(status: number): string {
-  return `${Math.floor(status / 100)}xx`;
+  return STATUS_CLASSES[Math.floor(status / 100)] ?? `${Math.floor(status / 100)}xx`;
 }
