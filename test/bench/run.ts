@@ -12,7 +12,8 @@
  * BENCH_WARMUP_S (1), BENCH_BODY_CONNECTIONS (8), BENCH_PROVIDER_LATENCY_MS (2),
  * BENCH_ONLY (e.g. `a,g`), BENCH_CPU_PROF (a directory: tollgate runs with --cpu-prof into it),
  * BENCH_JSON (a file: the raw measurements as JSON), BENCH_RATE (a fixed request rate instead of
- * as many as possible: then compare the CPU time per request, which noise disturbs least).
+ * as many as possible: then compare the CPU time per request, which noise disturbs least),
+ * BENCH_TOLLGATE_CONFIG (JSON merged into tollgate's configuration, e.g. `{"access_log":false}`).
  * Exits 1 when a row misses its budget.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
@@ -47,6 +48,8 @@ const settings = {
   jsonFile: process.env.BENCH_JSON || null,
   /** Requests per second for the whole run instead of as many as possible (0: unlimited). */
   rate: process.env.BENCH_RATE ? num('BENCH_RATE', 0) : 0,
+  /** JSON merged into every tollgate configuration, e.g. `{"access_log":false}`. */
+  tollgateConfig: JSON.parse(process.env.BENCH_TOLLGATE_CONFIG || '{}') as Record<string, unknown>,
 };
 
 const PATH = '/api/orders?limit=10';
@@ -61,7 +64,11 @@ const children: ChildProcess[] = [];
 
 function forkTs(file: string, env: Record<string, string>): Promise<{ child: ChildProcess; message: Record<string, string> }> {
   const child = fork(join(here, file), [], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: [
+      '--import',
+      'tsx',
+      ...(settings.cpuProfDir && file === 'bare-proxy.ts' ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfDir}/bare`] : []),
+    ],
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
@@ -107,6 +114,7 @@ async function startTollgate(name: string, config: Record<string, unknown>): Pro
       admin_listen: `127.0.0.1:${adminPort}`,
       shutdown: { drain_delay_s: 0, timeout_s: 5 },
       ...config,
+      ...settings.tollgateConfig,
     }),
   );
   const nodeArgs = settings.cpuProfDir
