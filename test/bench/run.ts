@@ -671,6 +671,9 @@ function printTable(rows: readonly Row[], setupS: number, totalS: number): void 
   );
 }
 
+// Ctrl-C: stop the proxies and backends too (tollgate children would outlive the harness).
+process.once('SIGINT', () => void stopAll().finally(() => process.exit(130)));
+
 main().then(
   (code) => process.exit(code),
   async (err: unknown) => {
