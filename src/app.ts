@@ -104,6 +104,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const proxyUrl = urlOf(proxy);
   const adminUrl = urlOf(admin);
   logger.info({ proxy: proxyUrl, admin: adminUrl, providers: [...runtime().providers.keys()] }, 'tollgate listening');
+  logger.flush(); // lines are batched (log.ts): show the start at once
 
   return {
     proxyUrl,
@@ -127,6 +128,11 @@ export async function startApp(options: AppOptions): Promise<App> {
         if (cut > 0) logger.warn({ requests: cut }, 'shutdown timeout: in-flight requests cut');
         upgrades.closeAll();
         await Promise.all([closeServer(admin, 0), upstream.close(), live.close()]);
+        // The access log is written in batches: what is still buffered goes out now.
+        await new Promise<void>((resolve) => {
+          setTimeout(resolve, 1000).unref(); // a destination that never drains must not hold the exit
+          logger.flush(() => resolve());
+        });
       });
       return closing;
     },

@@ -111,3 +111,29 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
 }
 
 export type { Outcome };
+
+/**
+ * prom-client's `labels()` builds a labels object, checks it and binds new closures on every
+ * call; the request path keeps the children it gets instead, one per label value. Bounded: label
+ * values are closed unions or configured provider names.
+ */
+export function cachedLabels<C>(metric: { labels(value: string): C }): (value: string) => C {
+  const children = new Map<string, C>();
+  return (value) => {
+    let child = children.get(value);
+    if (child === undefined) children.set(value, (child = metric.labels(value)));
+    return child;
+  };
+}
+
+/** `cachedLabels` for a metric with two labels. */
+export function cachedLabels2<C>(metric: { labels(a: string, b: string): C }): (a: string, b: string) => C {
+  const children = new Map<string, Map<string, C>>();
+  return (a, b) => {
+    let byB = children.get(a);
+    if (byB === undefined) children.set(a, (byB = new Map()));
+    let child = byB.get(b);
+    if (child === undefined) byB.set(b, (child = metric.labels(a, b)));
+    return child;
+  };
+}

@@ -5,8 +5,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isTollgateError, renderError, TollgateError, type Outcome, type RenderedError } from '../errors.js';
 import type { Clock } from '../clock.js';
-import type { Logger } from '../observability/log.js';
-import type { CacheResult, Metrics } from '../observability/metrics.js';
+import { createAccessLogger, type Logger } from '../observability/log.js';
+import { cachedLabels, cachedLabels2, type CacheResult, type Metrics } from '../observability/metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { Answer } from './answer.js';
 import { CLIENT_CLOSED, type ForwardResult, type Upstream } from './forward.js';
@@ -72,6 +72,10 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, expectContinue
 
 export function createPipeline(deps: PipelineDeps): Pipeline {
   const { cache, clock, metrics, logger } = deps;
+  const accessLog = createAccessLogger(logger);
+  const requestsBy = cachedLabels2(metrics.requests);
+  const requestDurationBy = cachedLabels(metrics.requestDuration);
+  const upstreamDurationBy = cachedLabels(metrics.upstreamDuration);
 
   const authorize = async (
     req: IncomingMessage,
@@ -141,7 +145,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       line.status = result.status;
       line.upstream_ms = round(result.upstreamMs);
       if (result.status !== CLIENT_CLOSED) {
-        metrics.upstreamDuration.labels(statusClass(result.status)).observe(result.upstreamMs / 1000);
+        upstreamDurationBy(statusClass(result.status)).observe(result.upstreamMs / 1000);
       }
     } catch (err) {
       const refusal = isTollgateError(err) ? err : unexpected(err, logger);
@@ -152,9 +156,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     } finally {
       const seconds = (performance.now() - started) / 1000;
       line.duration_ms = round(seconds * 1000);
-      metrics.requests.labels(line.outcome, line.provider ?? 'none').inc();
-      metrics.requestDuration.labels(line.outcome).observe(seconds);
-      if (runtime.config.access_log) logger.info(line, 'request');
+      requestsBy(line.outcome, line.provider ?? 'none').inc();
+      requestDurationBy(line.outcome).observe(seconds);
+      if (runtime.config.access_log) accessLog.info(line, 'request');
     }
   };
 }
@@ -185,6 +189,8 @@ function unexpected(err: unknown, logger: Logger): TollgateError {
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
 
+const STATUS_CLASSES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx'];
+
 function statusClass(status: number): string {
-  return `${Math.floor(status / 100)}xx`;
+  return STATUS_CLASSES[Math.floor(status / 100)] ?? `${Math.floor(status / 100)}xx`;
 }

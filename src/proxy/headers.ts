@@ -174,8 +174,14 @@ export function renderClaim(value: unknown): string | undefined {
   return encodeURIComponent(text.replace(LONE_SURROGATE, '\ufffd'));
 }
 
-function connectionTokens(value: string | undefined): Set<string> | undefined {
+const KEEP_ALIVE: ReadonlySet<string> = new Set(['keep-alive']);
+const CLOSE: ReadonlySet<string> = new Set(['close']);
+
+function connectionTokens(value: string | undefined): ReadonlySet<string> | undefined {
   if (value === undefined) return undefined;
+  // Nearly every request and answer says just one of these: no split, no new Set.
+  if (value === 'keep-alive' || value === 'Keep-Alive') return KEEP_ALIVE;
+  if (value === 'close' || value === 'Close') return CLOSE;
   const tokens = new Set<string>();
   for (const part of value.split(',')) {
     const token = part.trim().toLowerCase();

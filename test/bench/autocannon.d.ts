@@ -1,23 +1,27 @@
 /** The part of autocannon 9's API the benchmarks use (the package ships no types). */
 declare module 'autocannon' {
   import type { EventEmitter } from 'node:events';
-  interface RawRequest {
+
+  export interface Request {
     method?: string;
     path?: string;
     headers?: Record<string, string>;
     body?: string | Buffer;
+    setupRequest?: (req: Request & { headers: Record<string, string> }) => Request;
   }
-  interface Options {
+
+  export interface Options extends Request {
     url: string;
     connections?: number;
     duration?: number;
     amount?: number;
-    timeout?: number;
-    pipelining?: number;
     overallRate?: number;
-    requests?: { method?: string; path?: string; body?: string | Buffer; setupRequest?: (req: RawRequest) => RawRequest }[];
+    pipelining?: number;
+    timeout?: number;
+    requests?: Request[];
   }
-  interface Result {
+
+  export interface Result {
     duration: number;
     errors: number;
     timeouts: number;
@@ -26,9 +30,16 @@ declare module 'autocannon' {
     latency: { p50: number; p99: number; max: number; average: number };
     statusCodeStats: Record<string, { count: number }>;
   }
-  interface Instance extends EventEmitter, PromiseLike<Result> {
+
+  export interface Instance extends EventEmitter, PromiseLike<Result> {
     stop(): void;
+    on(
+      event: 'response',
+      listener: (client: unknown, statusCode: number, resBytes: number, responseTimeMs: number) => void,
+    ): this;
+    on(event: string, listener: (...args: unknown[]) => void): this;
   }
+
   function autocannon(options: Options): Instance;
   export default autocannon;
 }

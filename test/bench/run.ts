@@ -1,0 +1,684 @@
+/**
+ * `npm run bench`: tollgate against a bare pass-through proxy, on 127.0.0.1, in turns.
+ *
+ * Processes: this one (the harness and autocannon), the backends (upstream + introspection
+ * provider), the bare proxy, and tollgate as `node dist/cli.js` — two of them, the second with 100
+ * providers and 50 routes for scenario (g). Each proxy has its own event loop, so neither shares
+ * one with the load generator. Each scenario runs bare, tollgate, bare, tollgate … (BENCH_PAIRS
+ * pairs of BENCH_DURATION_S seconds, BENCH_CONNECTIONS connections), after an unmeasured warm-up
+ * of each; the table shows the medians of the pairs and the verdict of the budget (issue 6).
+ *
+ * Environment (all optional): BENCH_DURATION_S (4), BENCH_PAIRS (3), BENCH_CONNECTIONS (50),
+ * BENCH_WARMUP_S (1), BENCH_BODY_CONNECTIONS (8), BENCH_PROVIDER_LATENCY_MS (2),
+ * BENCH_ONLY (e.g. `a,g`), BENCH_CPU_PROF (a directory: tollgate runs with --cpu-prof into it),
+ * BENCH_JSON (a file: the raw measurements as JSON), BENCH_RATE (a fixed request rate instead of
+ * as many as possible: then compare the CPU time per request, which noise disturbs least),
+ * BENCH_TOLLGATE_CONFIG (JSON merged into tollgate's configuration, e.g. `{"access_log":false}`).
+ * Exits 1 when a row misses its budget.
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createHistogram } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import autocannon, { type Options } from 'autocannon';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const root = resolve(here, '../..');
+
+const num = (name: string, fallback: number): number => {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`expected ${name} to be a positive number, got ${raw}`);
+  return value;
+};
+
+const settings = {
+  durationS: num('BENCH_DURATION_S', 4),
+  pairs: Math.max(1, Math.round(num('BENCH_PAIRS', 3))),
+  connections: Math.round(num('BENCH_CONNECTIONS', 50)),
+  warmupS: num('BENCH_WARMUP_S', 1),
+  bodyConnections: Math.round(num('BENCH_BODY_CONNECTIONS', 8)),
+  providerLatencyMs: num('BENCH_PROVIDER_LATENCY_MS', 2),
+  only: process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : null,
+  cpuProfDir: process.env.BENCH_CPU_PROF || null,
+  jsonFile: process.env.BENCH_JSON || null,
+  /** Requests per second for the whole run instead of as many as possible (0: unlimited). */
+  rate: process.env.BENCH_RATE ? num('BENCH_RATE', 0) : 0,
+  /** JSON merged into every tollgate configuration, e.g. `{"access_log":false}`. */
+  tollgateConfig: JSON.parse(process.env.BENCH_TOLLGATE_CONFIG || '{}') as Record<string, unknown>,
+};
+
+const PATH = '/api/orders?limit=10';
+const BODY_BYTES = 1024 * 1024;
+const ROTATING_TOKENS = 10_000;
+const BURST = 1000;
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+const children: ChildProcess[] = [];
+
+function forkTs(file: string, env: Record<string, string>): Promise<{ child: ChildProcess; message: Record<string, string> }> {
+  const child = fork(join(here, file), [], {
+    execArgv: [
+      ...(file === 'bare-proxy.ts' ? GC_PROBE : []),
+      '--import',
+      'tsx',
+      ...(settings.cpuProfDir && file === 'bare-proxy.ts' ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfDir}/bare`] : []),
+    ],
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  children.push(child);
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${file} did not start within 30 s`)), 30_000);
+    child.once('message', (message) => {
+      clearTimeout(timer);
+      resolvePromise({ child, message: message as Record<string, string> });
+    });
+    child.once('exit', (code) => reject(new Error(`${file} exited with ${code}`)));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolvePromise, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolvePromise(port));
+    });
+  });
+}
+
+interface Target {
+  readonly name: string;
+  readonly url: string;
+  readonly pid: number;
+  readonly adminUrl?: string;
+  /** Where the process writes its memory use after a full GC, on SIGUSR2 (gc-probe.cjs). */
+  readonly memoryFile: string;
+}
+
+const GC_PROBE = ['--expose-gc', '--require', join(here, 'gc-probe.cjs')];
+
+let tmp = '';
+
+async function startTollgate(name: string, config: Record<string, unknown>): Promise<Target> {
+  const [port, adminPort] = await Promise.all([freePort(), freePort()]);
+  const file = join(tmp, `${name}.yaml`);
+  // JSON is YAML.
+  writeFileSync(
+    file,
+    JSON.stringify({
+      listen: `127.0.0.1:${port}`,
+      admin_listen: `127.0.0.1:${adminPort}`,
+      shutdown: { drain_delay_s: 0, timeout_s: 5 },
+      ...config,
+      ...settings.tollgateConfig,
+    }),
+  );
+  const nodeArgs = settings.cpuProfDir
+    ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfDir}`, `--cpu-prof-name=${name}.cpuprofile`]
+    : [];
+  const env: NodeJS.ProcessEnv = { ...process.env, TOLLGATE_LOG_LEVEL: 'info' };
+  delete env.NODE_OPTIONS;
+  // stdout (the access log, on by default) goes to /dev/null: written, but read by nobody.
+  const probe = join(tmp, `${name}.memory.json`);
+  env.BENCH_GC_PROBE_FILE = probe;
+  const child = spawn(process.execPath, [...nodeArgs, ...GC_PROBE, join(root, 'dist/cli.js'), '--config', file], {
+    env,
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  children.push(child);
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`tollgate ${name} exited with ${child.exitCode}`);
+    try {
+      if ((await fetch(`${adminUrl}/readyz`)).status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`tollgate ${name} was not ready within 60 s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { name, url: `http://127.0.0.1:${port}`, pid: child.pid!, adminUrl, memoryFile: probe };
+}
+
+async function stopAll(): Promise<void> {
+  await Promise.all(
+    children.map(
+      (child) =>
+        new Promise<void>((resolvePromise) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolvePromise();
+          const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+          child.once('exit', () => {
+            clearTimeout(timer);
+            resolvePromise();
+          });
+          // tollgate drains (drain_delay_s 0) and exits, writing its CPU profile if asked to.
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring
+
+interface Run {
+  readonly target: string;
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly responses: number;
+  readonly statuses: Record<number, number>;
+  readonly errors: number;
+  /** CPU time of the proxy process per response (user + system, microseconds): steadier than req/s on a busy machine. */
+  readonly cpuUs: number;
+}
+
+type Load = Omit<Options, 'url'>;
+
+async function measure(target: Target, load: Load): Promise<Run> {
+  const latency = createHistogram();
+  const statuses: Record<number, number> = {};
+  let responses = 0;
+  const cpuBefore = cpuMs(target.pid);
+  const started = performance.now();
+  // autocannon takes the path from the URL, not from `path`.
+  const instance = autocannon({
+    connections: settings.connections,
+    timeout: 30,
+    ...(settings.rate > 0 && load.amount === undefined ? { overallRate: settings.rate } : {}),
+    ...load,
+    url: target.url + (load.path ?? '/'),
+  });
+  instance.on('response', (_client, status, _bytes, ms) => {
+    responses++;
+    statuses[status] = (statuses[status] ?? 0) + 1;
+    latency.record(Math.max(1, Math.round(ms * 1000))); // microseconds
+  });
+  const result = await instance;
+  const elapsedS = (performance.now() - started) / 1000;
+  const cpu = cpuMs(target.pid) - cpuBefore;
+  return {
+    target: target.name,
+    rps: responses / (load.amount === undefined ? result.duration || elapsedS : elapsedS),
+    p50Ms: latency.percentile(50) / 1000,
+    p99Ms: latency.percentile(99) / 1000,
+    responses,
+    statuses,
+    errors: result.errors + result.timeouts,
+    cpuUs: (cpu * 1000) / Math.max(1, responses),
+  };
+}
+
+async function providerCalls(providerUrl: string): Promise<number> {
+  const body = (await (await fetch(`${providerUrl}/__stats`)).json()) as { calls: number };
+  return body.calls;
+}
+
+async function metricValue(target: Target, name: string, labels: string): Promise<number> {
+  const text = await (await fetch(`${target.adminUrl}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+/** user + system CPU time of a process (milliseconds), from /proc (clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+function rssBytes(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /VmRSS:\s+(\d+) kB/.exec(status);
+  return match ? Number(match[1]) * 1024 : NaN;
+}
+
+/** Memory use after a full garbage collection: what the process keeps (gc-probe.cjs). */
+async function settledMemory(target: Target): Promise<NodeJS.MemoryUsage> {
+  rmSync(target.memoryFile, { force: true });
+  process.kill(target.pid, 'SIGUSR2');
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return JSON.parse(readFileSync(target.memoryFile, 'utf8')) as NodeJS.MemoryUsage;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`${target.name} did not report its memory within 10 s`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+/** Samples a process's RSS every 50 ms until stopped; returns the peak. */
+function sampleRss(pid: number): () => number {
+  let peak = rssBytes(pid);
+  const timer = setInterval(() => (peak = Math.max(peak, rssBytes(pid))), 50);
+  return () => {
+    clearInterval(timer);
+    return Math.max(peak, rssBytes(pid));
+  };
+}
+
+const median = (values: readonly number[]): number => {
+  const sorted = [...values].sort((x, y) => x - y);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+interface Row {
+  readonly id: string;
+  readonly title: string;
+  readonly bare: Run[];
+  readonly tollgate: Run[];
+  /** Extra figures for the row (introspection calls, RSS growth, …). */
+  readonly note: string;
+  readonly verdict: { ok: boolean; text: string };
+}
+
+interface Side {
+  readonly target: Target;
+  /** The HTTP status every response must have. */
+  readonly status: number;
+}
+
+const authorization = (token: string) => ({ authorization: `Bearer ${token}` });
+
+/**
+ * Runs `load(side, pair)` on each side in turn, BENCH_PAIRS times, after a warm-up of each. A
+ * response with another status than the side expects, or a transport error, fails the row.
+ */
+async function alternate(
+  sides: readonly Side[],
+  load: (side: Side, phase: 'warmup' | number) => Load,
+  hooks: { before?: (side: Side) => Promise<void> | void; after?: (side: Side, run: Run) => Promise<void> | void } = {},
+): Promise<{ runs: Run[][]; problems: string[] }> {
+  const runs: Run[][] = sides.map(() => []);
+  const problems: string[] = [];
+  for (const side of sides) await probe(side, load(side, 'warmup'));
+  for (const side of sides) await measure(side.target, { duration: settings.warmupS, ...load(side, 'warmup') });
+  for (let pair = 0; pair < settings.pairs; pair++) {
+    for (const [i, side] of sides.entries()) {
+      await hooks.before?.(side);
+      const run = await measure(side.target, { duration: settings.durationS, ...load(side, pair) });
+      await hooks.after?.(side, run);
+      for (const [status, count] of Object.entries(run.statuses)) {
+        if (Number(status) !== side.status) problems.push(`${side.target.name}: ${count} × ${status}`);
+      }
+      if (run.errors > 0) problems.push(`${side.target.name}: ${run.errors} errors`);
+      runs[i]!.push(run);
+    }
+  }
+  return { runs, problems };
+}
+
+/** One request before the load, so that a wrong answer is explained instead of counted. */
+async function probe(side: Side, load: Load): Promise<void> {
+  if (load.requests !== undefined) return;
+  const res = await fetch(side.target.url + (load.path ?? '/'), {
+    method: load.method ?? 'GET',
+    headers: load.headers ?? {},
+    ...(load.body === undefined ? {} : { body: load.body }),
+  });
+  const text = await res.text();
+  if (res.status !== side.status) {
+    throw new Error(
+      `${side.target.name} answered ${res.status} instead of ${side.status}: ${text} ${res.headers.get('www-authenticate') ?? ''}`,
+    );
+  }
+}
+
+interface Budget {
+  /** tollgate ÷ bare throughput must be at least this. */
+  minRatio?: number;
+  /** tollgate ÷ bare p99 must be at most this. */
+  maxP99Ratio?: number;
+}
+
+function judge(bare: Run[], tollgate: Run[], budget: Budget, problems: string[], extra: { ok: boolean; text: string }[] = []) {
+  const ratio = median(tollgate.map((r) => r.rps)) / median(bare.map((r) => r.rps));
+  const p99Ratio = median(tollgate.map((r) => r.p99Ms)) / median(bare.map((r) => r.p99Ms));
+  const checks: { ok: boolean; text: string }[] = [];
+  if (budget.minRatio !== undefined) checks.push({ ok: ratio >= budget.minRatio, text: `thr ≥ ${budget.minRatio.toFixed(2)}` });
+  if (budget.maxP99Ratio !== undefined) {
+    checks.push({ ok: p99Ratio <= budget.maxP99Ratio, text: `p99 ≤ ${budget.maxP99Ratio.toFixed(2)}` });
+  }
+  checks.push(...extra);
+  if (problems.length > 0) checks.push({ ok: false, text: `unexpected: ${[...new Set(problems)].slice(0, 3).join('; ')}` });
+  const ok = checks.every((c) => c.ok);
+  const text = checks.length === 0 ? 'no budget' : checks.map((c) => `${c.ok ? 'ok' : 'FAIL'} ${c.text}`).join(', ');
+  return { ok, text };
+}
+
+async function main(): Promise<number> {
+  const startedAt = Date.now();
+  tmp = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
+  const { message: backends } = await forkTs('backends.ts', { BENCH_PROVIDER_LATENCY_MS: String(settings.providerLatencyMs) });
+  const upstreamUrl = backends.upstream!;
+  const providerUrl = backends.provider!;
+
+  const cache = { ttl_s: 3600, negative_ttl_s: 5, max_entries: 100_000, stale_if_error_s: 0, refresh_ahead_s: 5 };
+  const provider = (name: string, issuer: string) => ({ name, issuer, client_id: 'tollgate', client_secret: 'bench-secret' });
+  const wanted = (id: string) => settings.only === null || settings.only.has(id);
+
+  const [bareStart, tollgate, big] = await Promise.all([
+    forkTs('bare-proxy.ts', { BENCH_UPSTREAM_URL: upstreamUrl, BENCH_GC_PROBE_FILE: join(tmp, 'bare.memory.json') }),
+    startTollgate('tollgate', { upstream: { url: upstreamUrl }, providers: [provider('bench', providerUrl)], cache }),
+    wanted('g')
+      ? startTollgate('tollgate-g', {
+          upstream: { url: upstreamUrl },
+          providers: Array.from({ length: 100 }, (_, i) => provider(`t-${i}`, `${providerUrl}/t/t-${i}`)),
+          routes: [
+            { match: { path_prefix: '/health' }, public: true },
+            // 48 routes that the benchmark's requests pass over: other paths, hosts and methods.
+            ...Array.from({ length: 48 }, (_, i) =>
+              i % 3 === 0
+                ? { match: { path_prefix: `/svc-${i}` }, providers: [`t-${i}`] }
+                : i % 3 === 1
+                  ? { match: { host: `tenant-${i}.example`, path_prefix: '/api' }, providers: [`t-${i}`, `t-${i + 50}`] }
+                  : { match: { path_prefix: '/api', methods: ['DELETE'] }, scopes: ['orders:admin'], providers: [`t-${i}`] },
+            ),
+            { match: { path_prefix: '/api' }, scopes: ['orders:read'], providers: ['t-42'] },
+          ],
+          cache,
+        })
+      : Promise.resolve(null),
+  ]);
+  const bare: Target = {
+    name: 'bare',
+    url: bareStart.message.url!,
+    pid: bareStart.child.pid!,
+    memoryFile: join(tmp, 'bare.memory.json'),
+  };
+  const B: Side = { target: bare, status: 200 };
+  const T: Side = { target: tollgate, status: 200 };
+  const setupS = (Date.now() - startedAt) / 1000;
+  if (process.env.BENCH_HOLD) {
+    process.stdout.write(`${JSON.stringify({ bare, tollgate, big })}\n`);
+    await new Promise((r) => setTimeout(r, Number(process.env.BENCH_HOLD) * 1000));
+  }
+
+  const rows: Row[] = [];
+  const token = 'bench-token-a-0123456789abcdefghijklmnopqrstuvwxyz';
+
+  if (wanted('a')) {
+    const { runs, problems } = await alternate([B, T], () => ({ path: PATH, headers: authorization(token) }));
+    rows.push({
+      id: 'a',
+      title: 'one token, cache hit',
+      bare: runs[0]!,
+      tollgate: runs[1]!,
+      note: '',
+      verdict: judge(runs[0]!, runs[1]!, { minRatio: 0.9, maxP99Ratio: 1.25 }, problems),
+    });
+  }
+
+  if (wanted('b')) {
+    const tokens = Array.from({ length: ROTATING_TOKENS }, (_, i) => `bench-rotating-${i.toString(36).padStart(4, '0')}-token`);
+    let next = 0;
+    const rotating: Load = {
+      path: PATH,
+      requests: [
+        {
+          setupRequest: (req) => {
+            req.headers.authorization = `Bearer ${tokens[next++ % tokens.length]}`;
+            return req;
+          },
+        },
+      ],
+    };
+    // Warm the cache: every token once, then count the calls the measured runs make (none).
+    next = 0;
+    await measure(tollgate, { ...rotating, amount: ROTATING_TOKENS });
+    const callsBefore = await providerCalls(providerUrl);
+    const { runs, problems } = await alternate([B, T], () => rotating);
+    const calls = (await providerCalls(providerUrl)) - callsBefore;
+    rows.push({
+      id: 'b',
+      title: `${ROTATING_TOKENS.toLocaleString('en')} tokens rotating, cache warm`,
+      bare: runs[0]!,
+      tollgate: runs[1]!,
+      note: `${calls} introspection calls`,
+      verdict: judge(runs[0]!, runs[1]!, { minRatio: 0.9, maxP99Ratio: 1.25 }, problems, [{ ok: calls === 0, text: 'all hits' }]),
+    });
+  }
+
+  if (wanted('c')) {
+    let serial = 0;
+    const fresh: Load = {
+      path: PATH,
+      requests: [
+        {
+          setupRequest: (req) => {
+            req.headers.authorization = `Bearer bench-miss-${(serial++).toString(36)}-${startedAt.toString(36)}`;
+            return req;
+          },
+        },
+      ],
+    };
+    // Requests cut at the end of a run were still introspected: count what tollgate handled.
+    let before = { calls: 0, requests: 0 };
+    const counts = async () => ({
+      calls: await providerCalls(providerUrl),
+      requests: await metricValue(tollgate, 'tollgate_requests_total', 'outcome="allowed",provider="bench"'),
+    });
+    const perRequest: number[] = [];
+    const { runs, problems } = await alternate([B, T], () => fresh, {
+      before: async (side) => {
+        if (side === T) before = await counts();
+      },
+      after: async (side) => {
+        if (side !== T) return;
+        await new Promise((r) => setTimeout(r, 500)); // let cut requests finish
+        const after = await counts();
+        perRequest.push((after.calls - before.calls) / (after.requests - before.requests));
+      },
+    });
+    const calls = median(perRequest);
+    rows.push({
+      id: 'c',
+      title: `new token every request (miss, provider ${settings.providerLatencyMs} ms)`,
+      bare: runs[0]!,
+      tollgate: runs[1]!,
+      note: `${calls.toFixed(3)} introspection calls/request`,
+      verdict: judge(runs[0]!, runs[1]!, {}, problems, [{ ok: Math.abs(calls - 1) < 0.01, text: '1 call/request' }]),
+    });
+  }
+
+  if (wanted('d')) {
+    // BURST connections, one request each, all with one token the cache has never seen; the
+    // provider holds its answer to `slow-` tokens long enough for every request to arrive.
+    const bareRuns: Run[] = [];
+    const tollgateRuns: Run[] = [];
+    const calls: number[] = [];
+    const coalesced: number[] = [];
+    const problems: string[] = [];
+    for (let pair = 0; pair < settings.pairs; pair++) {
+      const burst = (t: string): Load => ({ path: PATH, connections: BURST, amount: BURST, headers: authorization(t) });
+      bareRuns.push(await measure(bare, burst('unused')));
+      const callsBefore = await providerCalls(providerUrl);
+      const coalescedBefore = await metricValue(tollgate, 'tollgate_cache_lookups_total', 'result="coalesced"');
+      const run = await measure(tollgate, burst(`slow-burst-${pair}-${startedAt.toString(36)}`));
+      tollgateRuns.push(run);
+      calls.push((await providerCalls(providerUrl)) - callsBefore);
+      coalesced.push((await metricValue(tollgate, 'tollgate_cache_lookups_total', 'result="coalesced"')) - coalescedBefore);
+      if (run.responses !== BURST || run.statuses[200] !== BURST) problems.push(`tollgate: ${JSON.stringify(run.statuses)}`);
+    }
+    rows.push({
+      id: 'd',
+      title: `${BURST.toLocaleString('en')} concurrent requests, one fresh token`,
+      bare: bareRuns,
+      tollgate: tollgateRuns,
+      note: `calls per burst: ${calls.join(', ')}; coalesced: ${coalesced.join(', ')}`,
+      verdict: judge(bareRuns, tollgateRuns, {}, problems, [{ ok: calls.every((c) => c === 1), text: '1 call' }]),
+    });
+  }
+
+  if (wanted('e')) {
+    const { runs, problems } = await alternate([B, { target: tollgate, status: 401 }], () => ({ path: PATH }));
+    rows.push({
+      id: 'e',
+      title: 'no token (401)',
+      bare: runs[0]!,
+      tollgate: runs[1]!,
+      note: '',
+      verdict: judge(runs[0]!, runs[1]!, { minRatio: 1.0 }, problems),
+    });
+  }
+
+  if (wanted('f')) {
+    const body = Buffer.alloc(BODY_BYTES, 'x');
+    const upload: Load = {
+      method: 'POST',
+      path: PATH,
+      connections: settings.bodyConnections,
+      headers: { ...authorization(token), 'content-type': 'application/octet-stream' },
+      body,
+    };
+    // Memory of each proxy after a full GC, before its first measured run (after the warm-up) and
+    // after its last: what it keeps, which must not grow with the bodies streamed through. The
+    // peak RSS during the runs is shown beside it: it includes garbage not yet collected.
+    type Memory = NodeJS.MemoryUsage;
+    const memory = new Map<Side, { first: Memory; last: Memory; peak: number }>();
+    let stop: (() => number) | undefined;
+    const { runs, problems } = await alternate([B, T], () => upload, {
+      before: async (side) => {
+        if (!memory.has(side)) {
+          const first = await settledMemory(side.target);
+          memory.set(side, { first, last: first, peak: 0 });
+        }
+        stop = sampleRss(side.target.pid);
+      },
+      after: (side) => {
+        const m = memory.get(side)!;
+        m.peak = Math.max(m.peak, stop?.() ?? 0);
+      },
+    });
+    for (const [side, m] of memory) m.last = await settledMemory(side.target);
+    const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
+    const signed = (n: number) => `${n >= 0 ? '+' : '−'}${mb(Math.abs(n))}`;
+    /** What a buffered body would show in: the JS heap and the memory of Buffers. */
+    const kept = (m: Memory) => m.heapUsed + m.external;
+    const describe = (side: Side) => {
+      const { first, last, peak } = memory.get(side)!;
+      return (
+        `${side.target.name}: RSS after GC ${mb(first.rss)} → ${mb(last.rss)} (${signed(last.rss - first.rss)}), ` +
+        `heap+external ${signed(kept(last) - kept(first))}, peak RSS during runs ${signed(peak - first.rss)}`
+      );
+    };
+    // The budget reads "RSS grows by less than 2 × the body". RSS after GC is shown, but it also
+    // holds memory the allocator keeps after Buffers are freed (glibc arenas: the bare proxy's
+    // grows as much or more), so the verdict reads what the process itself keeps: heap + external.
+    const t = memory.get(T)!;
+    const growth = kept(t.last) - kept(t.first);
+    rows.push({
+      id: 'f',
+      title: '1 MB request body streamed',
+      bare: runs[0]!,
+      tollgate: runs[1]!,
+      note: `${describe(T)}; ${describe(B)}`,
+      verdict: judge(runs[0]!, runs[1]!, {}, problems, [{ ok: growth < 2 * BODY_BYTES, text: 'kept < 2 MB' }]),
+    });
+  }
+
+  if (big !== null) {
+    // Three sides in turn: bare, tollgate as in (a), tollgate with 100 providers and 50 routes.
+    const G: Side = { target: big, status: 200 };
+    const { runs, problems } = await alternate([B, T, G], () => ({ path: PATH, headers: authorization(token) }));
+    const vsA = median(runs[2]!.map((r) => r.rps)) / median(runs[1]!.map((r) => r.rps));
+    rows.push({
+      id: 'g',
+      title: '100 providers, 50 routes, cache hit',
+      bare: runs[0]!,
+      tollgate: runs[2]!,
+      note:
+        `÷ (a) in the same turns: ${vsA.toFixed(3)} ` +
+        `(a: ${Math.round(median(runs[1]!.map((r) => r.rps)))} req/s, ${Math.round(median(runs[1]!.map((r) => r.cpuUs)))} µs CPU/req)`,
+      verdict: judge(runs[0]!, runs[2]!, {}, problems, [{ ok: vsA >= 0.95, text: 'within 5 % of (a)' }]),
+    });
+  }
+
+  await stopAll();
+  const totalS = (Date.now() - startedAt) / 1000;
+  printTable(rows, setupS, totalS);
+  if (settings.jsonFile) writeFileSync(settings.jsonFile, JSON.stringify({ settings, rows }, null, 2));
+  rmSync(tmp, { recursive: true, force: true });
+  return rows.every((r) => r.verdict.ok) ? 0 : 1;
+}
+
+function printTable(rows: readonly Row[], setupS: number, totalS: number): void {
+  const header = [
+    '',
+    'scenario',
+    'bare req/s',
+    'tollgate req/s',
+    'ratio',
+    'p50 bare',
+    'p50 tg',
+    'p99 bare',
+    'p99 tg',
+    'p99 ratio',
+    'CPU µs/req',
+    'budget',
+  ];
+  const ms = (v: number) => (v >= 100 ? v.toFixed(0) : v.toFixed(2));
+  const lines = rows.map((r) => {
+    const m = (runs: Run[], f: (r: Run) => number) => median(runs.map(f));
+    const bRps = m(r.bare, (x) => x.rps);
+    const tRps = m(r.tollgate, (x) => x.rps);
+    const bP99 = m(r.bare, (x) => x.p99Ms);
+    const tP99 = m(r.tollgate, (x) => x.p99Ms);
+    return [
+      `(${r.id})`,
+      r.title,
+      Math.round(bRps).toString(),
+      Math.round(tRps).toString(),
+      (tRps / bRps).toFixed(2),
+      ms(m(r.bare, (x) => x.p50Ms)),
+      ms(m(r.tollgate, (x) => x.p50Ms)),
+      ms(bP99),
+      ms(tP99),
+      (tP99 / bP99).toFixed(2),
+      `${Math.round(m(r.bare, (x) => x.cpuUs))} / ${Math.round(m(r.tollgate, (x) => x.cpuUs))}`,
+      r.verdict.text,
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  const out = [fmt(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...lines.map(fmt)];
+  const notes = rows.filter((r) => r.note !== '').map((r) => `(${r.id}) ${r.note}`);
+  process.stdout.write(
+    [
+      '',
+      `tollgate vs bare proxy — medians of ${settings.pairs} pairs, ${settings.durationS} s each, ${settings.connections} connections ` +
+        `(f: ${settings.bodyConnections}; d: ${BURST} × 1 request), provider latency ${settings.providerLatencyMs} ms, latencies in ms`,
+      ...out,
+      ...notes,
+      `node ${process.version}; setup ${setupS.toFixed(1)} s, total ${totalS.toFixed(1)} s`,
+      '',
+    ].join('\n'),
+  );
+}
+
+// Ctrl-C: stop the proxies and backends too (tollgate children would outlive the harness).
+process.once('SIGINT', () => void stopAll().finally(() => process.exit(130)));
+
+main().then(
+  (code) => process.exit(code),
+  async (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    await stopAll().catch(() => {});
+    process.exit(2);
+  },
+);
