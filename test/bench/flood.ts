@@ -14,6 +14,7 @@ import autocannon from 'autocannon';
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { json, startFakeProvider } from '../helpers/fake-provider.js';
+import { providerEntry } from '../helpers/tollgate.js';
 import { startUpstream } from '../helpers/upstream.js';
 import { mib, numberArgs, startTollgateProcess, sum } from './bench-kit.js';
 
@@ -47,14 +48,10 @@ const gate = await startTollgateProcess({
   admin_listen: '127.0.0.1:0',
   upstream: { url: upstream.url },
   providers: [
-    {
-      name: 'acme',
-      issuer: provider.issuer,
+    providerEntry('acme', provider.issuer, {
       introspection_endpoint: provider.introspectionEndpoint,
-      client_id: 'tollgate',
-      client_secret: 'tollgate-secret',
       max_concurrency: args.maxConcurrency,
-    },
+    }),
   ],
   cache: { max_entries: args.maxEntries },
 });

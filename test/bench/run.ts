@@ -381,13 +381,18 @@ async function main(): Promise<number> {
           providers: Array.from({ length: 100 }, (_, i) => provider(`t-${i}`, `${providerUrl}/t/t-${i}`)),
           routes: [
             { match: { path_prefix: '/health' }, public: true },
-            // 48 routes that the benchmark's requests pass over: other paths, hosts and methods.
+            // 48 routes that the benchmark's requests pass over: other paths, hosts and methods
+            // (distinct, since a route an earlier one shadows is a configuration error).
             ...Array.from({ length: 48 }, (_, i) =>
               i % 3 === 0
-                ? { match: { path_prefix: `/svc-${i}` }, providers: [`t-${i}`] }
+                ? { match: { path_prefix: `/svc-${i}/` }, providers: [`t-${i}`] }
                 : i % 3 === 1
                   ? { match: { host: `tenant-${i}.example`, path_prefix: '/api' }, providers: [`t-${i}`, `t-${i + 50}`] }
-                  : { match: { path_prefix: '/api', methods: ['DELETE'] }, scopes: ['orders:admin'], providers: [`t-${i}`] },
+                  : {
+                      match: { path_prefix: `/api/admin-${i}/`, methods: ['DELETE'] },
+                      scopes: ['orders:admin'],
+                      providers: [`t-${i}`],
+                    },
             ),
             { match: { path_prefix: '/api' }, scopes: ['orders:read'], providers: ['t-42'] },
           ],

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, request } from 'undici';
 import { json, startFakeProvider } from '../helpers/fake-provider.js';
+import { providerEntry } from '../helpers/tollgate.js';
 import { startUpstream } from '../helpers/upstream.js';
 import { numberArgs, within } from './bench-kit.js';
 
@@ -43,15 +44,7 @@ writeFileSync(
     listen: `127.0.0.1:${port}`,
     admin_listen: `127.0.0.1:${await freePort()}`,
     upstream: { url: upstream.url },
-    providers: [
-      {
-        name: 'acme',
-        issuer: provider.issuer,
-        introspection_endpoint: provider.introspectionEndpoint,
-        client_id: 'tollgate',
-        client_secret: 'tollgate-secret',
-      },
-    ],
+    providers: [providerEntry('acme', provider.issuer, { introspection_endpoint: provider.introspectionEndpoint })],
     shutdown: { drain_delay_s: args.drainDelayS, timeout_s: 10 },
   }),
 );

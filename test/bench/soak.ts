@@ -15,6 +15,7 @@
 import autocannon from 'autocannon';
 import { randomBytes } from 'node:crypto';
 import { json, startFakeProvider } from '../helpers/fake-provider.js';
+import { providerEntry } from '../helpers/tollgate.js';
 import { startUpstream } from '../helpers/upstream.js';
 import { mib, numberArgs, startTollgateProcess, sum } from './bench-kit.js';
 import type { ProcessStats } from './tollgate-process.js';
@@ -46,15 +47,7 @@ const gate = await startTollgateProcess({
   listen: '127.0.0.1:0',
   admin_listen: '127.0.0.1:0',
   upstream: { url: upstream.url },
-  providers: [
-    {
-      name: 'acme',
-      issuer: provider.issuer,
-      introspection_endpoint: provider.introspectionEndpoint,
-      client_id: 'tollgate',
-      client_secret: 'tollgate-secret',
-    },
-  ],
+  providers: [providerEntry('acme', provider.issuer, { introspection_endpoint: provider.introspectionEndpoint })],
   routes: [{ match: { path_prefix: '/admin' }, scopes: ['orders:admin'] }],
   cache: { max_entries: args.maxEntries },
 });
