@@ -57,7 +57,7 @@ t.test('hostile claim values arrive as exactly one header each, safely encoded',
   });
   const res = await g.gate.request('/orders', { headers: bearer('good') });
   t.equal(res.status, 200);
-  const seen = g.upstream.only();
+  const seen = g.upstream.single();
   const claimsJson = seen.headers['x-auth-claims'];
   t.same(identityOf(seen.headers), {
     'x-auth-subject': ['alice'],
@@ -96,7 +96,7 @@ t.test('claims named constructor, __proto__ and toString are read as the provide
   >;
   const g = await startGate(t, { claims, config: { headers: { claims: CLAIM_HEADERS } } });
   t.equal((await g.gate.request('/orders', { headers: bearer('good') })).status, 200);
-  const seen = g.upstream.only();
+  const seen = g.upstream.single();
   t.same(seen.headers['x-auth-ctor'], ['ctor']);
   t.same(seen.headers['x-auth-proto'], ['{"admin":true}']);
   t.same(seen.headers['x-auth-to-string'], ['a 1']);
@@ -120,7 +120,7 @@ t.test('a 60 KiB claim arrives whole at an upstream that accepts it', async (t) 
     upstream: { maxHeaderSize: 256 * 1024 },
   });
   t.equal((await g.gate.request('/orders', { headers: bearer('good') })).status, 200);
-  t.same(g.upstream.only().headers['x-auth-subject'], [BIG]);
+  t.same(g.upstream.single().headers['x-auth-subject'], [BIG]);
 });
 
 t.test('a 60 KiB claim an upstream refuses: a clean 502, never a partial request', async (t) => {

@@ -31,7 +31,7 @@ for (const connection of tricks) {
       { responses: 1 },
     );
     t.equal(res.responses[0]?.status, 200);
-    const seen = g.upstream.only();
+    const seen = g.upstream.single();
     t.same(identityOf(seen.headers), goodIdentity(g), 'every identity header tollgate sets arrives, once');
     t.same(seen.headers.host, [g.host], 'the Host the route was judged on');
     t.same(seen.headers['x-forwarded-host'], [g.host]);
@@ -57,7 +57,7 @@ t.test('a header the client names in Connection is removed from what it sent', a
       ['Connection', 'close, X-Trace'],
     ]),
   );
-  const seen = g.upstream.only();
+  const seen = g.upstream.single();
   t.equal(seen.headers['x-trace'], undefined);
   t.equal(seen.headers['keep-alive'], undefined);
   t.same(seen.headers['x-kept'], ['end-to-end']);
@@ -74,7 +74,7 @@ t.test('on a public route, Connection cannot remove X-Forwarded-* either', async
       ['Connection', 'close, X-Forwarded-Host, X-Forwarded-Proto, Host'],
     ]),
   );
-  const seen = g.upstream.only();
+  const seen = g.upstream.single();
   t.same(seen.headers['x-forwarded-host'], [g.host]);
   t.same(seen.headers['x-forwarded-proto'], ['http']);
   t.same(identityOf(seen.headers), {});

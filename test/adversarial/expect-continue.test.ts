@@ -74,7 +74,7 @@ t.test('an authorised request: 100 Continue, then the body is forwarded', async 
   socket.write(BODY);
   const final = await rest;
   t.equal(final.responses[0]?.status, 200);
-  const seen = g.upstream.only();
+  const seen = g.upstream.single();
   t.equal(seen.body.toString(), BODY);
   t.same(seen.headers['x-auth-subject'], ['alice']);
   t.equal(seen.headers.expect, undefined, 'Expect is answered by tollgate, not forwarded');

@@ -148,7 +148,7 @@ t.test('absolute-form and authority-like targets never leave for another host', 
     ]),
   );
   t.equal(res.responses[0]?.status, 200);
-  t.equal(g.upstream.only().url, `//${elsewhere}/public/x`);
+  t.equal(g.upstream.single().url, `//${elsewhere}/public/x`);
   const anonymous = await rawRequest(
     g.gate.url,
     head(`GET //${elsewhere}/public/x HTTP/1.1`, [
@@ -185,5 +185,5 @@ t.test('two Host headers: 400, whichever a route would match', async (t) => {
     ]),
   );
   t.equal(one.responses[0]?.status, 200);
-  t.same(g.upstream.only().headers.host, ['open.example']);
+  t.same(g.upstream.single().headers.host, ['open.example']);
 });

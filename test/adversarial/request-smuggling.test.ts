@@ -98,7 +98,7 @@ t.test('a request-shaped body is only a body', async (t) => {
     `POST /orders HTTP/1.1\r\nHost: ${g.host}\r\nAuthorization: Bearer good\r\nContent-Length: ${SMUGGLED.length}\r\nConnection: close\r\n\r\n${SMUGGLED}`,
   );
   t.equal(res.responses[0]?.status, 200);
-  const seen = g.upstream.only();
+  const seen = g.upstream.single();
   t.equal(seen.body.toString('latin1'), SMUGGLED);
   t.same(identityOf(seen.headers)['x-auth-subject'], ['alice']);
 });
@@ -122,7 +122,7 @@ t.test('a pipelined second request with spoofed headers and no token is refused 
     res.responses.map((r) => r.status),
     [200, 401],
   );
-  const seen = g.upstream.only();
+  const seen = g.upstream.single();
   t.equal(seen.url, '/orders/1');
   t.same(identityOf(seen.headers)['x-auth-subject'], ['alice']);
 });
@@ -143,7 +143,7 @@ t.test('a pipelined malformed request after a legitimate one: 200, then 400 and 
   );
   t.same(res.responses[1]?.headers.connection, ['close']);
   t.ok(res.closed);
-  t.equal(g.upstream.only().url, '/orders/1', 'the upstream sees the one legitimate request');
+  t.equal(g.upstream.single().url, '/orders/1', 'the upstream sees the one legitimate request');
 });
 
 t.test('a malformed request pipelined behind a slow one never takes its answer', async (t) => {
@@ -180,7 +180,7 @@ t.test('trailer fields never reach the upstream', async (t) => {
     `POST /orders HTTP/1.1\r\nHost: ${g.host}\r\nAuthorization: Bearer good\r\nTransfer-Encoding: chunked\r\nTrailer: X-Auth-Subject\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Auth-Subject: root\r\nX-Auth-Scope: orders:admin\r\n\r\n`,
   );
   t.equal(res.responses[0]?.status, 200);
-  const seen = g.upstream.only();
+  const seen = g.upstream.single();
   t.equal(seen.body.toString(), 'abc');
   t.same(seen.trailers, {});
   t.same(identityOf(seen.headers)['x-auth-subject'], ['alice']);

@@ -38,7 +38,7 @@ t.test('a protected request: the upstream sees only the verified identity', asyn
     head('GET /orders HTTP/1.1', [['Host', g.host], ['Authorization', 'Bearer good'], ...SPOOFS, ['Connection', 'close']]),
   );
   t.equal(res.responses[0]?.status, 200);
-  const seen = g.upstream.only();
+  const seen = g.upstream.single();
   t.same(identityOf(seen.headers), {
     'x-auth-subject': ['alice'],
     'x-auth-scope': ['orders:read'],
@@ -64,7 +64,7 @@ t.test('a public request: spoofed identity headers are removed and none is added
     head('GET /public/page HTTP/1.1', [['Host', g.host], ...SPOOFS, ['Connection', 'close']]),
   );
   t.equal(res.responses[0]?.status, 200);
-  const seen = g.upstream.only();
+  const seen = g.upstream.single();
   t.same(identityOf(seen.headers), {});
   t.equal(seen.headers['x-user'], undefined);
   t.notMatch(JSON.stringify(seen.rawHeaders), /mallory|evil|orders:admin/);
@@ -74,7 +74,7 @@ t.test('a public request with a token: still no identity (no token is read there
   const g = await startGate(t);
   const res = await g.gate.request('/public/x', { headers: { authorization: 'Bearer good', 'x-auth-subject': 'mallory' } });
   t.equal(res.status, 200);
-  t.same(identityOf(g.upstream.only().headers), {});
+  t.same(identityOf(g.upstream.single().headers), {});
   t.same(g.provider.calls, [], 'no introspection on a public route');
 });
 
@@ -118,5 +118,5 @@ t.test('the default claim map: every header tollgate sets is stripped in every s
     head('GET /x HTTP/1.1', [['Host', g.host], ['Authorization', 'Bearer good'], ...spoofs, ['Connection', 'close']]),
   );
   t.equal(res.responses[0]?.status, 200);
-  t.same(identityOf(g.upstream.only().headers), goodIdentity(g));
+  t.same(identityOf(g.upstream.single().headers), goodIdentity(g));
 });

@@ -87,7 +87,7 @@ t.test('an authorised upgrade is tunnelled with the identity headers, frames bot
   t.same(received, ['echo:hello', `echo:${'x'.repeat(1000)}`]);
   t.same(g.upstream.messages, ['hello', 'x'.repeat(1000)]);
 
-  const seen = g.upstream.only();
+  const seen = g.upstream.single();
   t.ok(seen.upgrade);
   t.equal(seen.url, '/chat?room=1', 'the normalised path, as for any request');
   t.same(identityOf(seen.headers), goodIdentity(g));
@@ -115,7 +115,7 @@ t.test('an upstream that does not switch protocols: its answer is relayed, then 
   t.equal(res.responses[0]?.body, '{"ok":true}');
   t.same(res.responses[0]?.headers.connection, ['close']);
   t.ok(res.closed);
-  t.same(identityOf(g.upstream.only().headers), goodIdentity(g));
+  t.same(identityOf(g.upstream.single().headers), goodIdentity(g));
 });
 
 t.test('an upstream that cannot be reached: 502', async (t) => {

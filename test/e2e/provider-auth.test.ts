@@ -118,7 +118,7 @@ async function allowed(t: Test, gate: TestTollgate, upstream: RecordingUpstream,
   const token = await op.mintToken();
   const res = await gate.request('/orders', { headers: bearer(token) });
   t.equal(res.status, 200, res.text);
-  t.same(upstream.only().headers['x-auth-subject'], ['service:demo-app']);
+  t.same(upstream.single().headers['x-auth-subject'], ['service:demo-app']);
 }
 
 async function refused(t: Test, gate: TestTollgate, upstream: RecordingUpstream, op: OidcProvider) {

@@ -19,7 +19,7 @@ t.test('a real provider vouches for a client_credentials token', async (t) => {
 
   const res = await gate.request('/orders/42?full=1', { headers: bearer(token) });
   t.equal(res.status, 200);
-  const seen = upstream.only();
+  const seen = upstream.single();
   t.equal(seen.url, '/orders/42?full=1');
   t.same(seen.headers['x-auth-subject'], ['service:demo-app']);
   t.same(seen.headers['x-auth-client-id'], ['demo-app']);

@@ -38,7 +38,7 @@ export interface RecordingUpstream {
   /** Text messages received over WebSocket tunnels. */
   readonly messages: string[];
   /** The one request received; fails the test's expectation if there were more or none. */
-  only(): Recorded;
+  single(): Recorded;
   /** Replaces the answer (default: 200 `{"ok":true}`). */
   handle(fn: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void): void;
   close(): Promise<void>;
@@ -101,7 +101,7 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Reco
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     requests,
     messages,
-    only() {
+    single() {
       if (requests.length !== 1) throw new Error(`expected exactly one request upstream, got ${requests.length}`);
       return requests[0]!;
     },
