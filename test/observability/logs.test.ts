@@ -201,3 +201,19 @@ t.test("the production logger's redaction holds when a header dump slips in", as
   t.notMatch(raw, /leaked/, 'every secret path is redacted');
   t.match(raw, /\[redacted\]/);
 });
+
+t.test('access_log: false writes no access line, and the request is still served and counted', async (t) => {
+  const upstream = await startUpstream();
+  t.teardown(() => upstream.close());
+  const gate = await startTollgate(t, {
+    upstream: { url: upstream.url },
+    providers: [providerEntry('acme', 'http://127.0.0.1:9', { introspection_endpoint: 'http://127.0.0.1:9/introspect' })],
+    routes: [{ match: { path_prefix: '/health' }, public: true }],
+    access_log: false,
+  });
+  t.equal((await gate.request('/health')).status, 200);
+  t.equal((await gate.request('/orders')).status, 401);
+  t.same(gate.accessLines(), [], 'no access line');
+  t.equal(await gate.metric('tollgate_requests_total', { outcome: 'public' }), 1);
+  t.equal(await gate.metric('tollgate_requests_total', { outcome: 'unauthenticated' }), 1);
+});
