@@ -30,7 +30,11 @@ export interface HeaderPlan {
 
 /** Lower-cased, with `_` and `.` read as `-`: how servers behind us may read a name. */
 export function normalizeHeaderName(name: string): string {
-  const lower = name.toLowerCase();
+  return dashed(name.toLowerCase());
+}
+
+/** A lower-cased name with `_` and `.` read as `-` (no allocation for the usual name). */
+function dashed(lower: string): string {
   return lower.indexOf('_') === -1 && lower.indexOf('.') === -1 ? lower : lower.replace(/[_.]/g, '-');
 }
 
@@ -62,7 +66,7 @@ const HOP_BY_HOP = new Set([
 ]);
 
 export function isSpoofable(plan: HeaderPlan, lowerName: string): boolean {
-  const name = lowerName.indexOf('_') === -1 && lowerName.indexOf('.') === -1 ? lowerName : lowerName.replace(/[_.]/g, '-');
+  const name = dashed(lowerName);
   if (plan.stripNames.has(name)) return true;
   for (const prefix of plan.stripPrefixes) if (name.startsWith(prefix)) return true;
   return false;

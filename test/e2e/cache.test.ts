@@ -5,10 +5,10 @@
  * oidc-provider: a token revoked there (RFC 7009) is refused once its cache entry ends.
  */
 import t, { type Test } from 'tap';
-import { subscribe, tracingChannel, unsubscribe } from 'node:diagnostics_channel';
 import { inspect } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { startOidcProvider } from '../../dev/oidc-provider.js';
+import { captureLruCacheChannels } from '../helpers/lru-channels.js';
 import { manualClock, type ManualClock } from '../helpers/clock.js';
 import { json, startFakeProvider, type FakeProvider } from '../helpers/fake-provider.js';
 import { bearer, type Answer } from '../helpers/http.js';
@@ -317,16 +317,8 @@ t.test('max_entries bounds the cache; the least recently used token goes first',
 });
 
 t.test('the raw token is never a cache key, nor anywhere lru-cache publishes, logs or metrics', async (t) => {
-  const seen: unknown[] = [];
-  const onMessage = (message: unknown) => void seen.push(message);
-  subscribe('lru-cache:metrics', onMessage);
-  const tracing = tracingChannel('lru-cache');
-  const handlers = { start: onMessage, end: onMessage, asyncStart: onMessage, asyncEnd: onMessage, error: onMessage };
-  tracing.subscribe(handlers);
-  t.teardown(() => {
-    unsubscribe('lru-cache:metrics', onMessage);
-    tracing.unsubscribe(handlers);
-  });
+  // lru-cache publishes every operation's status (key, value, a fetch's context) to subscribers.
+  const seen = captureLruCacheChannels(t);
 
   const s = await setup(t, { cache: { ttl_s: 60, refresh_ahead_s: 5 } });
   const token = newToken();

@@ -312,7 +312,7 @@ t.test('a signed answer whose signature was tampered with (fake provider)', asyn
 
   const good = await gate.request('/orders', { headers: bearer('token-one') });
   t.equal(good.status, 200, 'the untampered answer verifies (the set-up is right)');
-  t.equal(fake.accepts[0], 'application/token-introspection+jwt', 'a signed answer was asked for');
+  t.equal(fake.requests[0]?.accept, 'application/token-introspection+jwt', 'a signed answer was asked for');
   tamper = true;
   const res = await gate.request('/orders', { headers: bearer('token-two') });
   t.equal(res.status, 503);
@@ -376,7 +376,7 @@ t.test('a provider built anew reads its key file anew: a reload rotates the key'
   const after = await gateway(t, upstream, entry); // what a reload does: a new provider from the configuration
   t.equal((await after.request('/a', { headers: bearer('token-2') })).status, 200);
 
-  const assertions = fake.forms.map((form) => {
+  const assertions = fake.requests.map(({ body: form }) => {
     const [header, payload, signature] = form.get('client_assertion')!.split('.') as [string, string, string];
     const decode = (part: string) => JSON.parse(Buffer.from(part, 'base64url').toString()) as Record<string, unknown>;
     return { header: decode(header), payload: decode(payload), input: `${header}.${payload}`, signature };
@@ -392,6 +392,6 @@ t.test('a provider built anew reads its key file anew: a reload rotates the key'
     .update(assertions[1]!.input)
     .verify({ key: createPublicKey(february.privateKey), dsaEncoding: 'ieee-p1363' }, assertions[1]!.signature, 'base64url');
   t.ok(verifies, 'the assertion is signed with the new key');
-  t.equal(fake.forms[1]!.get('client_assertion_type'), 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+  t.equal(fake.requests[1]!.body.get('client_assertion_type'), 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
   t.notMatch(before.rawLogs() + after.rawLogs(), /client_assertion|"d":|PRIVATE KEY/, 'no key material or assertion in the logs');
 });

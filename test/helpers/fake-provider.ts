@@ -24,12 +24,8 @@ export interface FakeProvider {
   tenantCalls(name: string): string[];
   /** The Authorization header of each call. */
   readonly authorizations: (string | undefined)[];
-  /** The form body of each call (client_id, client_assertion…). */
-  readonly forms: URLSearchParams[];
-  /** The Accept header of each call. */
-  readonly accepts: (string | undefined)[];
-  /** Each call's request: its form body (test data only) and Content-Type. */
-  readonly requests: { body: URLSearchParams; contentType: string | undefined }[];
+  /** Each call's form body (client_id, client_assertion…; test data only), Content-Type and Accept. */
+  readonly requests: { body: URLSearchParams; contentType: string | undefined; accept: string | undefined }[];
   /** Most calls ever in flight at once. */
   readonly maxInFlight: number;
   /** Answers every call with this JSON object. */
@@ -56,8 +52,6 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   const calls: string[] = [];
   const byTenant = new Map<string, string[]>();
   const authorizations: (string | undefined)[] = [];
-  const forms: URLSearchParams[] = [];
-  const accepts: (string | undefined)[] = [];
   let callCount = 0;
   const requests: FakeProvider['requests'] = [];
   const discovery = options.discovery ?? true;
@@ -97,9 +91,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
         calls.push(token);
         if (tenant !== undefined) byTenant.set(tenant, [...(byTenant.get(tenant) ?? []), token]);
         authorizations.push(req.headers.authorization);
-        forms.push(form);
-        accepts.push(req.headers.accept);
-        requests.push({ body: form, contentType: req.headers['content-type'] });
+        requests.push({ body: form, contentType: req.headers['content-type'], accept: req.headers.accept });
       }
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
@@ -119,8 +111,6 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     tenantIssuer: (name) => `${issuer}/t/${name}`,
     tenantCalls: (name) => byTenant.get(name) ?? [],
     authorizations,
-    forms,
-    accepts,
     get callCount() {
       return callCount;
     },

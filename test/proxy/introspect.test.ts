@@ -4,11 +4,11 @@
  * to the millisecond without sleeping.
  */
 import t from 'tap';
-import { subscribe, unsubscribe, tracingChannel } from 'node:diagnostics_channel';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { inspect } from 'node:util';
 import { cacheKey, createIntrospectionCache, type CacheSettings, type Introspector } from '../../src/proxy/introspect.js';
 import { createMetrics, type CacheResult } from '../../src/observability/metrics.js';
+import { captureLruCacheChannels } from '../helpers/lru-channels.js';
 import { manualClock } from '../helpers/clock.js';
 
 type Claims = Record<string, unknown>;
@@ -414,18 +414,8 @@ t.test('an entry evicted while its call is in flight still answers those waiting
 
 t.test('no key, and nothing lru-cache publishes, holds the raw token', async (t) => {
   const token = 'raw-token-Zq8vX1y2';
-  const seen: unknown[] = [];
-  const onMessage = (message: unknown) => void seen.push(message);
-  // lru-cache publishes every operation's status (key, value, a fetch's context) on these
-  // channels to whoever subscribes: APM agents do.
-  subscribe('lru-cache:metrics', onMessage);
-  const tracing = tracingChannel('lru-cache');
-  const handlers = { start: onMessage, end: onMessage, asyncStart: onMessage, asyncEnd: onMessage, error: onMessage };
-  tracing.subscribe(handlers);
-  t.teardown(() => {
-    unsubscribe('lru-cache:metrics', onMessage);
-    tracing.unsubscribe(handlers);
-  });
+  // lru-cache publishes every operation's status (key, value, a fetch's context) to subscribers.
+  const seen = captureLruCacheChannels(t);
 
   const { cache, clock } = setup({ ttl_s: 60, refresh_ahead_s: 5 });
   const provider = fakeIntrospector();
