@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isTollgateError, renderError, TollgateError, type Outcome, type RenderedError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import { createAccessLog, type AccessLine, type Logger } from '../observability/log.js';
-import { cachedLabels, cachedLabels2, type Metrics } from '../observability/metrics.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { Answer } from './answer.js';
 import { CLIENT_CLOSED, type ForwardResult, type Upstream } from './forward.js';
@@ -59,9 +59,7 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, expectContinue
 export function createPipeline(deps: PipelineDeps): Pipeline {
   const { cache, clock, metrics, logger } = deps;
   const accessLog = createAccessLog(logger);
-  const requestsBy = cachedLabels2(metrics.requests);
-  const requestDurationBy = cachedLabels(metrics.requestDuration);
-  const upstreamDurationBy = cachedLabels(metrics.upstreamDuration);
+  const { requests, requestDuration, upstreamDuration } = metrics;
 
   /**
    * Steps 1–7. Synchronous when the answer is in the cache (the common case, kept free of promise
@@ -123,7 +121,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       line.status = result.status;
       line.upstream_ms = round(result.upstreamMs);
       if (result.status !== CLIENT_CLOSED) {
-        upstreamDurationBy(statusClass(result.status)).observe(result.upstreamMs / 1000);
+        upstreamDuration.labels(statusClass(result.status)).observe(result.upstreamMs / 1000);
       }
     } catch (err) {
       const refusal = isTollgateError(err) ? err : unexpected(err, logger);
@@ -134,8 +132,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     } finally {
       const seconds = (performance.now() - started) / 1000;
       line.duration_ms = round(seconds * 1000);
-      requestsBy(line.outcome, line.provider ?? 'none').inc();
-      requestDurationBy(line.outcome).observe(seconds);
+      requests.labels(line.outcome, line.provider ?? 'none').inc();
+      requestDuration.labels(line.outcome).observe(seconds);
       if (runtime.config.access_log) accessLog(line);
     }
   };
