@@ -11,7 +11,8 @@ import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
-import { createClientErrors } from './proxy/client-error.js';
+import { createClientErrorHandler } from './proxy/client-error.js';
+import { createConnections } from './connections.js';
 import { createUpstream } from './proxy/forward.js';
 import { createHandler, createPipeline } from './proxy/handler.js';
 import { createIntrospectionCache } from './proxy/introspect.js';
@@ -80,22 +81,16 @@ export async function startApp(options: AppOptions): Promise<App> {
     timeoutMs: config.upstream.timeout_ms,
   });
   const proxy = createServer(serverTimeouts(config.server));
-  const drain = createDrain(proxy);
-  const clientErrors = createClientErrors();
-  proxy.on('request', (req, res) => {
-    clientErrors.track(req, res);
-    void handle(req, res);
-  });
+  const connections = createConnections(proxy);
+  const drain = createDrain(proxy, { connections });
+  proxy.on('request', (req, res) => void handle(req, res));
   // SPEC §3.8: authorised like any request, then tunnelled.
   proxy.on('upgrade', (req, socket, head) => void upgrades.handle(req, socket, head));
   // SPEC §3.8: `100 Continue` only once the request is authorised.
-  proxy.on('checkContinue', (req, res) => {
-    clientErrors.track(req, res);
-    void handle(req, res, true);
-  });
+  proxy.on('checkContinue', (req, res) => void handle(req, res, true));
   // Node's parser refused the request (smuggling attempts among them): plain 400, then close;
   // a client too slow with its headers or body (slowloris) gets 408.
-  proxy.on('clientError', clientErrors.onClientError);
+  proxy.on('clientError', createClientErrorHandler(connections));
 
   const isReady = () => !draining && [...runtime().providers.values()].every((p) => p.isReady());
   const admin = createServer(createAdminHandler({ metrics, isReady }));

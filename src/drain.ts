@@ -18,8 +18,8 @@
  * queue when the listener closes is reset by the kernel, as for any server: the drain delay
  * before closing, while Kubernetes stops sending, is what makes that rare.
  */
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { Server } from 'node:http';
+import { createConnections, type Connection, type Connections } from './connections.js';
 
 /** How long a connection accepted just before the close may take to send its first request (milliseconds). */
 export const FIRST_REQUEST_GRACE_MS = 1000;
@@ -42,95 +42,57 @@ export interface CloseResult {
   readonly cut: number;
 }
 
-interface Connection {
-  /** Requests on it whose response has not finished. */
-  active: number;
-  /** It has carried at least one request. */
-  served: boolean;
-}
-
 export interface DrainOptions {
   /** How long a connection accepted just before the close may send its first request (milliseconds); default 1000. */
   firstRequestGraceMs?: number;
+  /** The listener's connection tracking, when the app shares it (proxy/client-error.ts); else its own. */
+  connections?: Connections;
 }
 
 export function createDrain(server: Server, options: DrainOptions = {}): Drain {
   const firstRequestGraceMs = options.firstRequestGraceMs ?? FIRST_REQUEST_GRACE_MS;
-  const responses = new Set<ServerResponse>();
-  // Every socket, upgraded ones too (they leave the HTTP server's own bookkeeping).
-  const connections = new Map<Socket, Connection>();
-  let draining = false;
+  const connections = options.connections ?? createConnections(server);
   let closing = false;
   let cut = 0;
   let closed: Promise<CloseResult> | undefined;
   let finished = false;
   const timers = new Set<NodeJS.Timeout>();
 
-  const noKeepAlive = (res: ServerResponse) => {
-    // Node then writes `Connection: close` itself and ends the socket after this response.
-    if (!res.headersSent) res.shouldKeepAlive = false;
+  const endIfIdle = (c: Connection) => {
+    if (c.answering.length === 0 && c.served && !c.socket.destroyed) c.socket.end();
   };
-
-  const endIfIdle = (socket: Socket, c: Connection) => {
-    if (c.active === 0 && c.served && !socket.destroyed) socket.end();
-  };
-
-  const track = (req: IncomingMessage, res: ServerResponse) => {
-    responses.add(res);
-    if (draining) noKeepAlive(res);
-    const socket = req.socket;
-    const c = connections.get(socket);
-    if (c) {
-      c.active++;
-      c.served = true;
-    }
-    res.once('close', () => {
-      responses.delete(res);
-      if (!c) return;
-      c.active--;
-      // A response that began before the drain leaves a keep-alive connection behind: once the
-      // listener is closing nothing else would end it before keepAliveTimeout.
-      if (closing) endIfIdle(socket, c);
-    });
-  };
-  // Before the app's own listeners: a refusal may be written in the same tick as the request.
-  server.prependListener('request', track);
-  server.prependListener('checkContinue', track);
-  server.on('connection', (socket: Socket) => {
-    connections.set(socket, { active: 0, served: false });
-    socket.once('close', () => connections.delete(socket));
+  // A response that began before the drain leaves a keep-alive connection behind: once the
+  // listener is closing nothing else would end it before keepAliveTimeout.
+  connections.onIdle((c) => {
+    if (closing) endIfIdle(c);
   });
 
   const cutAll = () => {
-    cut = Math.max(cut, responses.size);
+    cut = Math.max(cut, connections.inFlight());
     server.closeAllConnections();
-    for (const socket of connections.keys()) socket.destroy();
+    for (const c of [...connections.all()]) c.socket.destroy();
   };
 
   const stopAccepting = (done: () => void) => {
     // Stops accepting, ends idle keep-alive connections, and calls back once every connection has ended.
     server.close(() => done());
-    for (const [socket, c] of connections) {
-      if (c.served) endIfIdle(socket, c);
-      else if (socket.bytesRead === 0) {
+    for (const c of connections.all()) {
+      if (c.served) endIfIdle(c);
+      else if (c.socket.bytesRead === 0) {
         const timer = setTimeout(() => {
-          if (!c.served) socket.destroy();
+          if (!c.served) c.socket.destroy();
         }, firstRequestGraceMs);
         timer.unref();
-        socket.once('close', () => clearTimeout(timer));
+        c.socket.once('close', () => clearTimeout(timer));
       }
     }
   };
 
   return {
-    startDraining() {
-      draining = true;
-      for (const res of responses) noKeepAlive(res);
-    },
+    startDraining: () => connections.closeAfterResponses(),
     close(timeoutMs) {
-      draining = true;
       closing = true;
-      for (const res of responses) noKeepAlive(res);
+      connections.closeAfterResponses();
       closed ??= new Promise<CloseResult>((resolve) => {
         const done = () => {
           finished = true;
@@ -148,6 +110,6 @@ export function createDrain(server: Server, options: DrainOptions = {}): Drain {
       else timers.add(setTimeout(cutAll, timeoutMs));
       return closed;
     },
-    inFlight: () => responses.size,
+    inFlight: () => connections.inFlight(),
   };
 }

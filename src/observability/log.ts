@@ -4,6 +4,8 @@
  * from a token, but these paths make sure a mistake elsewhere cannot leak one either.
  */
 import { pino, type DestinationStream, type Logger } from 'pino';
+import type { Outcome } from '../errors.js';
+import type { CacheResult } from './metrics.js';
 
 export type { Logger };
 
@@ -29,7 +31,7 @@ export const REDACT_PATHS: readonly string[] = [
 export interface LoggerOptions {
   /** pino level; default `info` (TOLLGATE_LOG_LEVEL). */
   level?: string;
-  /** Where lines go; default stdout, written asynchronously so a line costs the hot path little. */
+  /** Where lines go; default stdout, batched per turn of the event loop (batchedPerTurn). */
   destination?: DestinationStream;
 }
 
@@ -50,11 +52,6 @@ function isoTime(): string {
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
-  // SPEC §6: written asynchronously in batches. One write per line cost a syscall on the libuv
-  // threadpool per request (a third of tollgate's own CPU time per request in the benchmark);
-  // 4 KiB batches cost one per ~15 lines. periodicFlush bounds how long a quiet sidecar holds a
-  // line; pino flushes what is left synchronously on exit, and App.close() flushes too.
-  const destination = options.destination ?? pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 1000 });
   return pino(
     {
       level: options.level ?? 'info',
@@ -62,18 +59,97 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       timestamp: isoTime,
       base: { service: 'tollgate' },
     },
-    destination,
+    options.destination ?? stdout(),
   );
 }
 
-/**
- * The logger of the access line (SPEC §6): same destination, same format. The line is flat and
- * tollgate builds every field of it (method, normalised path, route, status, outcome, code,
- * provider, cache, durations), so only the top-level redaction paths can ever apply to it. The
- * wildcard paths (`*.token`) make pino pass every string field of every line through the
- * redactor — the largest item of tollgate's own work on a cache hit after the log writes
- * themselves — so this child keeps the top-level paths and drops the wildcards.
- */
-export function createAccessLogger(logger: Logger): Logger {
-  return logger.child({}, { redact: { paths: REDACT_PATHS.filter((p) => !p.includes('*')), censor: '[redacted]' } });
+/** A destination pino can flush (`logger.flush(cb)`). */
+export interface TurnBatchedDestination extends DestinationStream {
+  flush(cb?: (err?: Error) => void): void;
+  flushSync(): void;
 }
+
+let stdoutDestination: TurnBatchedDestination | undefined;
+
+/** stdout, one per process: lines batched per turn (below), whatever is pending written on exit. */
+function stdout(): TurnBatchedDestination {
+  if (stdoutDestination === undefined) {
+    stdoutDestination = batchedPerTurn(pino.destination({ dest: 1, sync: true }));
+    process.once('exit', stdoutDestination.flushSync);
+  }
+  return stdoutDestination;
+}
+
+/**
+ * SPEC §6's lines, written together at the end of each turn of the event loop: one synchronous
+ * write for all the access lines of the requests a turn answered. Measured in the benchmark's cache
+ * hit (issue 6): a write per line costs a syscall each; sonic-boom's asynchronous 4 KiB batches
+ * (written on the libuv threadpool) cost about 9 µs of CPU per line, hand-offs between threads and
+ * the growing batch measured again at every line; one write per turn costs what no access log at
+ * all costs, within the noise (1–2 µs). sonic-boom still does the writing: partial writes, and
+ * EAGAIN on a full pipe, where it waits, as pino's default synchronous destination does.
+ */
+export function batchedPerTurn(destination: ReturnType<typeof pino.destination>): TurnBatchedDestination {
+  let pending: string[] = [];
+  const writePending = () => {
+    if (pending.length === 0) return;
+    const lines = pending.length === 1 ? pending[0]! : pending.join('');
+    pending = [];
+    destination.write(lines);
+  };
+  return {
+    write(line: string) {
+      if (pending.length === 0) setImmediate(writePending);
+      pending.push(line);
+    },
+    flush(cb) {
+      writePending();
+      destination.flush(cb);
+    },
+    flushSync() {
+      writePending();
+      destination.flushSync();
+    },
+  };
+}
+
+/** The access line of SPEC §6: every field at the top level, null where it does not apply. */
+export interface AccessLine {
+  method: string;
+  path: string | null;
+  route: number | null;
+  status: number;
+  outcome: Outcome;
+  code: string | null;
+  provider: string | null;
+  cache: CacheResult | null;
+  duration_ms: number;
+  upstream_ms: number | null;
+}
+
+/**
+ * Writes the access line (SPEC §6) to the logger's destination, in pino's format, at pino's `info`
+ * level: the line a `logger.info(line, 'request')` would write, built by hand. Its fields are
+ * fixed and tollgate builds every one of them (no token can be among them, so no redaction
+ * applies), and pino's generic serialisation of them was the largest part of the line's cost on a
+ * cache hit (issue 6). test/observability/log.test.ts holds it equal to pino's own output.
+ */
+export function createAccessLog(logger: Logger): (line: AccessLine) => void {
+  // pino's own parts of a line, from its public symbols: where lines go, the time, the bindings.
+  const internals = logger as unknown as Record<symbol, unknown>;
+  const destination = internals[pino.symbols.streamSym] as DestinationStream;
+  const time = internals[pino.symbols.timeSym] as () => string;
+  const head = `{"level":${logger.levels.values.info}`;
+  const bindings = internals[pino.symbols.chindingsSym] as string;
+  return (line) => {
+    if (!logger.isLevelEnabled('info')) return;
+    destination.write(
+      `${head}${time()}${bindings},"method":${JSON.stringify(line.method)},"path":${orNull(line.path)},` +
+        `"route":${line.route},"status":${line.status},"outcome":"${line.outcome}","code":${orNull(line.code)},` +
+        `"provider":${orNull(line.provider)},"cache":${line.cache === null ? 'null' : `"${line.cache}"`},` +
+        `"duration_ms":${line.duration_ms},"upstream_ms":${line.upstream_ms},"msg":"request"}\n`,
+    );
+  };
+}
+
+const orNull = (value: string | null): string => (value === null ? 'null' : JSON.stringify(value));

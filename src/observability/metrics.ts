@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Outcome } from '../errors.js';
+import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 export type CacheResult = 'hit' | 'miss' | 'coalesced' | 'stale';
 export type IntrospectionResult = 'active' | 'inactive' | 'error';
@@ -19,13 +20,15 @@ export const LATENCY_BUCKETS_S = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0
 
 export interface Metrics {
   readonly registry: Registry;
-  readonly requests: Counter<'outcome' | 'provider'>;
-  readonly requestDuration: Histogram<'outcome'>;
+  // Recorded on every request: the hot-path implementations (hot-metrics.ts).
+  readonly requests: HotCounter<'outcome' | 'provider'>;
+  readonly requestDuration: HotHistogram<'outcome'>;
+  readonly cacheLookups: HotCounter<'result'>;
+  readonly upstreamDuration: HotHistogram<'status_class'>;
+  // Recorded per provider call, reload or breaker change: prom-client's own.
   readonly introspections: Counter<'provider' | 'result'>;
   readonly introspectionDuration: Histogram<'provider'>;
-  readonly cacheLookups: Counter<'result'>;
   readonly cacheEntries: Gauge;
-  readonly upstreamDuration: Histogram<'status_class'>;
   readonly configReloads: Counter<'result'>;
   readonly circuitOpen: Gauge<'provider'>;
 }
@@ -43,18 +46,18 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   const cacheSize = options.cacheSize;
   const metrics: Metrics = {
     registry,
-    requests: new Counter({
+    requests: new HotCounter({
       name: 'tollgate_requests_total',
       help: 'Requests handled, by outcome and by the provider that vouched (none where no provider was chosen)',
       labelNames: ['outcome', 'provider'],
-      registers,
+      registry,
     }),
-    requestDuration: new Histogram({
+    requestDuration: new HotHistogram({
       name: 'tollgate_request_duration_seconds',
       help: 'Time from request to response headers sent, by outcome',
       labelNames: ['outcome'],
       buckets: LATENCY_BUCKETS_S,
-      registers,
+      registry,
     }),
     introspections: new Counter({
       name: 'tollgate_introspection_requests_total',
@@ -69,11 +72,11 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       buckets: LATENCY_BUCKETS_S,
       registers,
     }),
-    cacheLookups: new Counter({
+    cacheLookups: new HotCounter({
       name: 'tollgate_cache_lookups_total',
       help: 'Cache lookups, one per request that needs an answer',
       labelNames: ['result'],
-      registers,
+      registry,
     }),
     cacheEntries: new Gauge({
       name: 'tollgate_cache_entries',
@@ -83,12 +86,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
         if (cacheSize) this.set(cacheSize());
       },
     }),
-    upstreamDuration: new Histogram({
+    upstreamDuration: new HotHistogram({
       name: 'tollgate_upstream_duration_seconds',
       help: 'Time until the upstream answered with headers, by status class',
       labelNames: ['status_class'],
       buckets: LATENCY_BUCKETS_S,
-      registers,
+      registry,
     }),
     configReloads: new Counter({
       name: 'tollgate_config_reloads_total',
@@ -104,36 +107,10 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
   };
   // Closed label sets start at 0, so rate() and absent-series alerts work before the first event.
-  for (const result of ['hit', 'miss', 'coalesced', 'stale'] satisfies CacheResult[]) metrics.cacheLookups.inc({ result }, 0);
+  for (const result of ['hit', 'miss', 'coalesced', 'stale'] satisfies CacheResult[]) metrics.cacheLookups.labels(result);
   for (const result of ['success', 'failure'] satisfies ReloadResult[]) metrics.configReloads.inc({ result }, 0);
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'tollgate_' });
   return metrics;
 }
 
 export type { Outcome };
-
-/**
- * prom-client's `labels()` builds a labels object, checks it and binds new closures on every
- * call; the request path keeps the children it gets instead, one per label value. Bounded: label
- * values are closed unions or configured provider names.
- */
-export function cachedLabels<C>(metric: { labels(value: string): C }): (value: string) => C {
-  const children = new Map<string, C>();
-  return (value) => {
-    let child = children.get(value);
-    if (child === undefined) children.set(value, (child = metric.labels(value)));
-    return child;
-  };
-}
-
-/** `cachedLabels` for a metric with two labels. */
-export function cachedLabels2<C>(metric: { labels(a: string, b: string): C }): (a: string, b: string) => C {
-  const children = new Map<string, Map<string, C>>();
-  return (a, b) => {
-    let byB = children.get(a);
-    if (byB === undefined) children.set(a, (byB = new Map()));
-    let child = byB.get(b);
-    if (child === undefined) byB.set(b, (child = metric.labels(a, b)));
-    return child;
-  };
-}

@@ -5,18 +5,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isTollgateError, renderError, TollgateError, type Outcome, type RenderedError } from '../errors.js';
 import type { Clock } from '../clock.js';
-import { createAccessLogger, type Logger } from '../observability/log.js';
-import { cachedLabels, cachedLabels2, type CacheResult, type Metrics } from '../observability/metrics.js';
+import { createAccessLog, type AccessLine, type Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { Answer } from './answer.js';
 import { CLIENT_CLOSED, type ForwardResult, type Upstream } from './forward.js';
 import { checkFraming, mustClose } from './framing.js';
 import { buildUpstreamHeaders } from './headers.js';
-import type { IntrospectionCache } from './introspect.js';
+import type { IntrospectionCache, Lookup } from './introspect.js';
 import { checkPolicy } from './policy.js';
 import { hostOf, matchRoute, normalizeTarget, requestHost } from './routes.js';
 import { selectProvider } from './select.js';
-import { extractToken, queryWithoutToken } from './token.js';
+import { extractToken, queryWithoutToken, type TokenSource } from './token.js';
 
 export interface PipelineDeps {
   /** The current runtime; read once per request. */
@@ -29,20 +29,6 @@ export interface PipelineDeps {
 
 export interface HandlerDeps extends PipelineDeps {
   upstream: Upstream;
-}
-
-/** The access line of SPEC §6: every field at the top level, null where it does not apply. */
-interface AccessLine {
-  method: string | undefined;
-  path: string | null;
-  route: number | null;
-  status: number;
-  outcome: Outcome;
-  code: string | null;
-  provider: string | null;
-  cache: CacheResult | null;
-  duration_ms: number;
-  upstream_ms: number | null;
 }
 
 /** What the pipeline decided for an authorised request: where and with which headers it goes. */
@@ -72,64 +58,53 @@ export type Handler = (req: IncomingMessage, res: ServerResponse, expectContinue
 
 export function createPipeline(deps: PipelineDeps): Pipeline {
   const { cache, clock, metrics, logger } = deps;
-  const accessLog = createAccessLogger(logger);
-  const requestsBy = cachedLabels2(metrics.requests);
-  const requestDurationBy = cachedLabels(metrics.requestDuration);
-  const upstreamDurationBy = cachedLabels(metrics.upstreamDuration);
+  const accessLog = createAccessLog(logger);
+  const { requests, requestDuration, upstreamDuration } = metrics;
 
-  const authorize = async (
-    req: IncomingMessage,
-    runtime: Runtime,
-    line: AccessLine,
-    query: string,
-    route: Runtime['fallback'],
-  ) => {
-    const extracted = extractToken(req, runtime.tokenSources, query);
-    if (extracted === undefined) throw new TollgateError('missing_token', 'the request carries no bearer token');
-    const named = runtime.providerHeader === null ? undefined : (req.headers[runtime.providerHeader] as string | undefined);
-    const provider = selectProvider(route.providers, extracted.token, named);
-    line.provider = provider.name;
-    // The lookup sets line.cache as it counts it, so a failed lookup is logged as it was counted.
-    const { answer } = await cache.lookup(provider, extracted.token, line);
-    checkPolicy(answer, provider, route, clock.now() / 1000, runtime.config.clock_skew_s);
-    return { answer, source: extracted.source };
-  };
-
-  const decide = async (req: IncomingMessage, runtime: Runtime, line: AccessLine): Promise<Decision> => {
+  /**
+   * Steps 1–7. Synchronous when the answer is in the cache (the common case, kept free of promise
+   * hops); a promise only when a provider must be asked.
+   */
+  const decide = (req: IncomingMessage, runtime: Runtime, line: AccessLine): Decision | Promise<Decision> => {
     checkFraming(req);
     const target = normalizeTarget(req.url ?? '');
     line.path = target.path;
     const host = requestHost(req.rawHeaders);
     const route = matchRoute(runtime.routes, runtime.fallback, req.method ?? '', hostOf(host), target.path);
     line.route = route.index;
-
-    let answer: Answer | null = null;
-    let forwardPath = target.path + target.query;
-    let tokenCookie: string | undefined;
+    const decision = (answer: Answer | null, source: TokenSource | undefined): Decision => ({
+      path: source?.kind === 'query' ? target.path + queryWithoutToken(target.query) : target.path + target.query,
+      headers: buildUpstreamHeaders(req, runtime.headerPlan, {
+        clientAddress: req.socket.remoteAddress,
+        host,
+        answer,
+        tokenCookie: source?.kind === 'cookie' ? source.name : undefined,
+      }),
+    });
     if (route.public) {
       line.outcome = 'public';
-    } else {
-      const authorized = await authorize(req, runtime, line, target.query, route);
-      answer = authorized.answer;
-      const source = authorized.source;
-      if (source.kind === 'query') forwardPath = target.path + queryWithoutToken(target.query);
-      else if (source.kind === 'cookie') tokenCookie = source.name;
+      return decision(null, undefined);
     }
 
-    const headers = buildUpstreamHeaders(req, runtime.headerPlan, {
-      clientAddress: req.socket.remoteAddress,
-      host,
-      answer,
-      tokenCookie,
-    });
-    return { path: forwardPath, headers };
+    const extracted = extractToken(req, runtime.tokenSources, target.query);
+    if (extracted === undefined) throw new TollgateError('missing_token', 'the request carries no bearer token');
+    const named = runtime.providerHeader === null ? undefined : (req.headers[runtime.providerHeader] as string | undefined);
+    const provider = selectProvider(route.providers, extracted.token, named);
+    line.provider = provider.name;
+    const authorized = ({ answer }: Lookup): Decision => {
+      checkPolicy(answer, provider, route, clock.now() / 1000, runtime.config.clock_skew_s);
+      return decision(answer, extracted.source);
+    };
+    // The lookup sets line.cache as it counts it, so a failed lookup is logged as it was counted.
+    const found = cache.lookup(provider, extracted.token, line);
+    return found instanceof Promise ? found.then(authorized) : authorized(found);
   };
 
   return async function run(req, exchange) {
     const started = performance.now();
     const runtime = deps.runtime();
     const line: AccessLine = {
-      method: req.method,
+      method: req.method!, // always set on a request the HTTP server parsed
       path: null,
       route: null,
       status: 0,
@@ -141,11 +116,12 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       upstream_ms: null,
     };
     try {
-      const result = await exchange.forward(await decide(req, runtime, line));
+      const decided = decide(req, runtime, line);
+      const result = await exchange.forward(decided instanceof Promise ? await decided : decided);
       line.status = result.status;
       line.upstream_ms = round(result.upstreamMs);
       if (result.status !== CLIENT_CLOSED) {
-        upstreamDurationBy(statusClass(result.status)).observe(result.upstreamMs / 1000);
+        upstreamDuration.labels(statusClass(result.status)).observe(result.upstreamMs / 1000);
       }
     } catch (err) {
       const refusal = isTollgateError(err) ? err : unexpected(err, logger);
@@ -156,9 +132,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     } finally {
       const seconds = (performance.now() - started) / 1000;
       line.duration_ms = round(seconds * 1000);
-      requestsBy(line.outcome, line.provider ?? 'none').inc();
-      requestDurationBy(line.outcome).observe(seconds);
-      if (runtime.config.access_log) accessLog.info(line, 'request');
+      requests.labels(line.outcome, line.provider ?? 'none').inc();
+      requestDuration.labels(line.outcome).observe(seconds);
+      if (runtime.config.access_log) accessLog(line);
     }
   };
 }

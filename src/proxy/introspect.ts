@@ -53,9 +53,10 @@ export interface LookupStatus {
 export interface IntrospectionCache {
   /**
    * The provider's answer for this token, from the cache or from one shared call. `status.cache`
-   * is set as the lookup is counted, also when it then fails.
+   * is set as the lookup is counted, also when it then fails. A fresh answer in the cache comes
+   * back as is, not in a promise: a cache hit makes no promise hop.
    */
-  lookup(provider: Introspector, token: string, status?: LookupStatus): Promise<Lookup>;
+  lookup(provider: Introspector, token: string, status?: LookupStatus): Lookup | Promise<Lookup>;
   /** Entries held now (in-flight loads included). */
   size(): number;
   /** Forgets every answer of these providers (removed or changed by a reload). */
@@ -153,38 +154,48 @@ export function createIntrospectionCache(settings: CacheSettings, clock: Clock, 
     void cache.fetch(key, { forceRefresh: true, allowStale: true, context });
   };
 
+  const count = (result: CacheResult, out: LookupStatus | undefined) => {
+    lookups[result].inc();
+    if (out) out.cache = result;
+  };
+
+  /** Asks the provider (or joins the call in flight); a failure may fall back to the stale entry. */
+  const load = async (
+    key: string,
+    entry: Entry | undefined,
+    provider: Introspector,
+    token: string,
+    out: LookupStatus | undefined,
+  ): Promise<Lookup> => {
+    const status: LRUCache.Status<string, Entry, LoadContext> = {};
+    try {
+      // forceRefresh: lru-cache keeps no lifetimes of its own, so without it an expired entry
+      // would come back as a hit. A load already in flight is joined, not repeated.
+      const loaded = await cache.fetch(key, { forceRefresh: true, context: contextFor(provider, token), status });
+      if (loaded === undefined) throw new TollgateError('temporarily_unavailable', 'the answer was lost before it arrived');
+      const result: CacheResult = status.fetch === 'inflight' ? 'coalesced' : 'miss';
+      count(result, out);
+      return { answer: loaded, cache: result };
+    } catch (err) {
+      if (entry !== undefined && clock.now() < entry.staleUntilMs) {
+        count('stale', out);
+        return { answer: entry, cache: 'stale' };
+      }
+      count(status.fetch === 'inflight' ? 'coalesced' : 'miss', out);
+      throw err;
+    }
+  };
+
   return {
-    async lookup(provider, token, out) {
-      const count = (result: CacheResult) => {
-        lookups[result].inc();
-        if (out) out.cache = result;
-      };
+    lookup(provider, token, out) {
       const key = cacheKey(provider.name, token);
       const now = clock.now();
       // allowStale returns the current entry while a background refresh of it is in flight.
       const entry = cache.get(key, { allowStale: true });
-      if (entry !== undefined && now < entry.freshUntilMs) {
-        if (now >= entry.refreshFromMs && !entry.refreshing) refreshInBackground(key, entry, contextFor(provider, token));
-        count('hit');
-        return { answer: entry, cache: 'hit' };
-      }
-      const status: LRUCache.Status<string, Entry, LoadContext> = {};
-      try {
-        // forceRefresh: lru-cache keeps no lifetimes of its own, so without it an expired entry
-        // would come back as a hit. A load already in flight is joined, not repeated.
-        const loaded = await cache.fetch(key, { forceRefresh: true, context: contextFor(provider, token), status });
-        if (loaded === undefined) throw new TollgateError('temporarily_unavailable', 'the answer was lost before it arrived');
-        const result: CacheResult = status.fetch === 'inflight' ? 'coalesced' : 'miss';
-        count(result);
-        return { answer: loaded, cache: result };
-      } catch (err) {
-        if (entry !== undefined && clock.now() < entry.staleUntilMs) {
-          count('stale');
-          return { answer: entry, cache: 'stale' };
-        }
-        count(status.fetch === 'inflight' ? 'coalesced' : 'miss');
-        throw err;
-      }
+      if (entry === undefined || now >= entry.freshUntilMs) return load(key, entry, provider, token, out);
+      if (now >= entry.refreshFromMs && !entry.refreshing) refreshInBackground(key, entry, contextFor(provider, token));
+      count('hit', out);
+      return { answer: entry, cache: 'hit' };
     },
     size: () => cache.size,
     dropProviders(names) {

@@ -1,6 +1,7 @@
 /**
- * The access log is written in 4 KiB batches (SPEC §6, src/observability/log.ts): a line must still
- * reach stdout when the process stops before a batch fills. Drives the real binary.
+ * The access log is written in batches, one per turn of the event loop (SPEC §6,
+ * src/observability/log.ts): a line must still reach stdout when the process stops. Drives the
+ * real binary.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';

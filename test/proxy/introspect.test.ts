@@ -70,7 +70,7 @@ function setup(settings: Partial<CacheSettings> = {}) {
 }
 
 /** A lookup that settles within the current turn of the event loop, or 'waited' if it did not. */
-async function settlesAtOnce<T>(p: Promise<T>): Promise<T | 'waited'> {
+async function settlesAtOnce<T>(p: T | Promise<T>): Promise<T | 'waited'> {
   return Promise.race([p, nextTurn().then(() => 'waited' as const)]);
 }
 
@@ -201,7 +201,7 @@ t.test('a failure is not kept: the next lookup calls again', async (t) => {
   const { cache, lookups, entries } = setup();
   const provider = fakeIntrospector();
   provider.answer(() => Promise.reject(new Error('HTTP 500')));
-  await t.rejects(cache.lookup(provider, 'tok-1'), { message: 'HTTP 500' });
+  await t.rejects(async () => cache.lookup(provider, 'tok-1'), { message: 'HTTP 500' });
   t.equal(await entries(), 0);
   provider.answer(() => ({ active: true }));
   t.equal((await cache.lookup(provider, 'tok-1')).cache, 'miss');
@@ -223,7 +223,7 @@ t.test('stale_if_error_s > 0: an expired answer serves while the provider fails'
   clock.advance(30_000 - 1);
   t.equal((await cache.lookup(provider, 'tok-1')).cache, 'stale');
   clock.advance(1);
-  await t.rejects(cache.lookup(provider, 'tok-1'), { message: 'down' }, 'not past ttl_s + stale_if_error_s');
+  await t.rejects(async () => cache.lookup(provider, 'tok-1'), { message: 'down' }, 'not past ttl_s + stale_if_error_s');
   t.same(await lookups(), { hit: 0, miss: 2, coalesced: 0, stale: 2 });
 
   t.test('a provider that answers again replaces the stale answer', async (t) => {
@@ -244,7 +244,7 @@ t.test("stale_if_error_s > 0 never serves past the token's exp", async (t) => {
   clock.advance(15_000 - 1);
   t.equal((await cache.lookup(provider, 'tok-1')).cache, 'stale');
   clock.advance(1);
-  await t.rejects(cache.lookup(provider, 'tok-1'), { message: 'down' });
+  await t.rejects(async () => cache.lookup(provider, 'tok-1'), { message: 'down' });
 });
 
 t.test('stale_if_error_s > 0: requests waiting on the failed call all get the stale answer', async (t) => {
@@ -268,7 +268,7 @@ t.test('stale_if_error_s = 0 (default): fail closed once the answer ends', async
   await cache.lookup(provider, 'tok-1');
   provider.answer(() => Promise.reject(new Error('down')));
   clock.advance(10_000);
-  await t.rejects(cache.lookup(provider, 'tok-1'), { message: 'down' });
+  await t.rejects(async () => cache.lookup(provider, 'tok-1'), { message: 'down' });
 });
 
 t.test('refresh-ahead: a hot token in its last refresh_ahead_s is re-asked once, in the background', async (t) => {
@@ -331,7 +331,7 @@ t.test('refresh-ahead: a failed refresh keeps the answer until its end, then fai
   t.equal((await cache.lookup(provider, 'tok-1')).cache, 'hit', 'no second refresh of the same entry');
   t.equal(provider.calls.length, 2);
   clock.advance(1);
-  await t.rejects(cache.lookup(provider, 'tok-1'), { message: 'down' }, 'never past its ttl');
+  await t.rejects(async () => cache.lookup(provider, 'tok-1'), { message: 'down' }, 'never past its ttl');
 });
 
 t.test('refresh-ahead never turns hits into calls', async (t) => {
@@ -426,7 +426,7 @@ t.test('no key, and nothing lru-cache publishes, holds the raw token', async (t)
   await nextTurn();
   clock.advance(60_000);
   provider.answer(() => Promise.reject(new Error('down')));
-  await t.rejects(cache.lookup(provider, token)); // a failed load
+  await t.rejects(async () => cache.lookup(provider, token)); // a failed load
   t.equal(provider.calls.length, 3);
 
   const keys = seen.map((m) => (m as { key?: unknown }).key).filter((k) => k !== undefined);
