@@ -3,6 +3,7 @@
  * `tollgate [--config FILE]` and `tollgate check-config [--config FILE] [--discover]` (SPEC §1).
  * The only place that prints to the terminal directly and the only process.exit.
  */
+import './v8-flags.js'; // first: before any other module allocates
 import { parseArgs } from 'node:util';
 import { startApp } from './app.js';
 import { formatProblems, loadConfig } from './config/load.js';
