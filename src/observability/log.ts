@@ -74,10 +74,27 @@ let stdoutDestination: TurnBatchedDestination | undefined;
 /** stdout, one per process: lines batched per turn (below), whatever is pending written on exit. */
 function stdout(): TurnBatchedDestination {
   if (stdoutDestination === undefined) {
-    stdoutDestination = batchedPerTurn(pino.destination({ dest: 1, sync: true }));
-    process.once('exit', stdoutDestination.flushSync);
+    const sonic = pino.destination({ dest: 1, sync: true });
+    // A stdout that fails (EPIPE: its reader is gone) loses lines; it must not take the proxy down.
+    sonic.on('error', () => {});
+    const destination = batchedPerTurn(sonic);
+    process.once('exit', () => {
+      try {
+        destination.flushSync();
+      } catch {
+        // nowhere left to write to
+      }
+    });
+    stdoutDestination = destination;
   }
   return stdoutDestination;
+}
+
+/** What batchedPerTurn writes through (sonic-boom, as pino.destination makes it). */
+export interface SyncDestination {
+  write(data: string): unknown;
+  flush(cb?: (err?: Error) => void): void;
+  flushSync(): void;
 }
 
 /**
@@ -89,7 +106,7 @@ function stdout(): TurnBatchedDestination {
  * all costs, within the noise (1–2 µs). sonic-boom still does the writing: partial writes, and
  * EAGAIN on a full pipe, where it waits, as pino's default synchronous destination does.
  */
-export function batchedPerTurn(destination: ReturnType<typeof pino.destination>): TurnBatchedDestination {
+export function batchedPerTurn(destination: SyncDestination): TurnBatchedDestination {
   let pending: string[] = [];
   const writePending = () => {
     if (pending.length === 0) return;

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import t from 'tap';
-import { createAccessLog, createLogger, type AccessLine } from '../../src/observability/log.js';
+import { batchedPerTurn, createAccessLog, createLogger, type AccessLine } from '../../src/observability/log.js';
 
 /** A logger whose lines are kept, with pino's own line for the same fields beside the hand-built one. */
 function capture(level = 'info') {
@@ -110,4 +110,33 @@ t.test('the main logger censors secrets, top-level and nested', async (t) => {
   t.same(nested?.nested, { token: '[redacted]' });
   t.same(nested?.err, { access_token: '[redacted]' });
   t.notOk(lines.join('').includes('secret-'), 'no secret was written');
+});
+
+t.test('the lines of one turn go out in one write, at the end of the turn; flush writes them at once', async (t) => {
+  const writes: string[] = [];
+  const flushed: string[] = [];
+  const destination = batchedPerTurn({
+    write: (data) => writes.push(data),
+    flush: (cb) => {
+      flushed.push('flush');
+      cb?.();
+    },
+    flushSync: () => void flushed.push('flushSync'),
+  });
+  destination.write('a\n');
+  destination.write('b\n');
+  destination.write('c\n');
+  t.same(writes, [], 'nothing written during the turn');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(writes, ['a\nb\nc\n'], 'one write at its end');
+
+  destination.write('d\n');
+  destination.flushSync();
+  t.same(writes, ['a\nb\nc\n', 'd\n'], 'flushSync writes what is pending');
+  destination.write('e\n');
+  await new Promise<void>((resolve) => destination.flush(() => resolve()));
+  t.same(writes, ['a\nb\nc\n', 'd\n', 'e\n'], 'flush too');
+  t.same(flushed, ['flushSync', 'flush']);
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(writes.length, 3, 'the end of the turn finds nothing left');
 });
