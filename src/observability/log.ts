@@ -75,7 +75,9 @@ let stdoutDestination: TurnBatchedDestination | undefined;
 function stdout(): TurnBatchedDestination {
   if (stdoutDestination === undefined) {
     const sonic = pino.destination({ dest: 1, sync: true });
-    // A stdout that fails (EPIPE: its reader is gone) loses lines; it must not take the proxy down.
+    // pino's destination already drops lines once stdout's reader is gone (EPIPE) and re-emits any
+    // other write error, which would be uncaught at the end of a turn: lines are lost instead,
+    // the proxy keeps serving.
     sonic.on('error', () => {});
     const destination = batchedPerTurn(sonic);
     process.once('exit', () => {
