@@ -3,17 +3,19 @@
  * discovered, and only then is a new frozen runtime swapped in, in one assignment. Each request
  * reads the runtime once, so it sees the old configuration or the new one, never half of each.
  *
- * Unchanged providers are reused as they are (their connections and readiness kept). A provider
- * that is removed or replaced is retired: its cache entries are dropped at once, and it closes as
- * soon as the introspections in flight through it are done (or after a grace period). A reload
- * that fails for any reason — a problem in a file, a discovery that fails or takes too long —
- * changes nothing: the old runtime keeps serving, the failure is logged naming the file and the
- * problem, and counted.
+ * Unchanged providers (same settings, same key file contents) are reused as they are (their
+ * connections and readiness kept). A provider that is removed or replaced is retired: its cache
+ * entries are dropped at once, and it closes as soon as the introspections in flight through it
+ * are done (or after a grace period). A reload that fails for any reason — a problem in a file, a
+ * discovery that fails or takes too long — changes nothing: the old runtime keeps serving, the
+ * failure is logged naming the file and the problem, and counted.
  *
- * Triggers: `reload()` (SIGHUP, see lifecycle.ts) and changes in the configuration file's folder
- * and in providers_dir. Folders, not files, are watched, and every event only schedules a full
- * re-read after a quiet time: Kubernetes updates a mounted ConfigMap by swapping a `..data`
- * symlink, so the files themselves never change and per-file events cannot be relied upon.
+ * Triggers: `reload()` (SIGHUP, see lifecycle.ts) and changes in the configuration file's folder,
+ * in providers_dir, and in the folders of the providers' key, certificate and CA files (renewed in
+ * place, as cert-manager renews a Secret). Folders, not files, are watched, and every event only
+ * schedules a full re-read after a quiet time: Kubernetes updates a mounted ConfigMap or Secret by
+ * swapping a `..data` symlink, so the files themselves never change and per-file events cannot be
+ * relied upon.
  */
 import { existsSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
@@ -25,6 +27,7 @@ import {
   type Problem,
   type ValidateOptions,
 } from './config/load.js';
+import { KEY_FILE_KEYS, keyFilesDigest } from './config/keys.js';
 import type { Config, ProviderConfig } from './config/schema.js';
 import type { Logger } from './observability/log.js';
 import type { Metrics } from './observability/metrics.js';
@@ -273,7 +276,13 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
     const failures: { first?: { name: string; message: string }; notify?: (f: { name: string; message: string }) => void } = {};
     for (const config of next.providers) {
       const previous = current.get(config.name);
-      if (previous !== undefined && canonical(previous.config) === canonical(config)) {
+      // Unchanged: the same settings, and the same content in its key files (a certificate renewed
+      // at the same path makes the provider changed).
+      if (
+        previous !== undefined &&
+        canonical(previous.config) === canonical(config) &&
+        previous.keyFilesDigest === keyFilesDigest(config)
+      ) {
         providers.set(config.name, previous);
         unchanged.push(config.name);
         continue;
@@ -369,6 +378,13 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
     }
     const dir = runtime.config.providers_dir;
     if (dir !== undefined) add(path.resolve(source.baseDir, dir), (name) => name.endsWith('.yaml') && !name.startsWith('.'));
+    // Key, certificate and CA files (absolute once loaded): renewed in place, they are read again.
+    for (const provider of runtime.providers.values()) {
+      for (const key of KEY_FILE_KEYS) {
+        const file = provider.config[key];
+        if (file !== undefined) add(path.dirname(file), (name) => name === path.basename(file));
+      }
+    }
 
     for (const [folder, entry] of watchers) {
       if (!wanted.has(folder)) {

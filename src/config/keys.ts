@@ -3,11 +3,12 @@
  * (RFC 7523), the mutual-TLS client certificate and its key (RFC 8705), a private CA bundle.
  *
  * The files are read and parsed when a configuration is loaded (so `check-config` reports a bad
- * one by its path) and again whenever a provider is built from a configuration (so a reload picks
- * up a rotated key or certificate without a restart). Their content never reaches a log line or a
- * message: problems name the file and what is wrong with it, nothing else.
+ * one by its path) and again whenever a provider is built from a configuration. A reload rebuilds
+ * a provider whose files changed at the same path (a certificate renewed in place, as cert-manager
+ * does): it compares `keyFilesDigest`. Their content never reaches a log line or a message:
+ * problems name the file and what is wrong with it, nothing else.
  */
-import { createPrivateKey, X509Certificate, type KeyObject, type JsonWebKey } from 'node:crypto';
+import { createHash, createPrivateKey, X509Certificate, type KeyObject, type JsonWebKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tls from 'node:tls';
@@ -75,6 +76,27 @@ export function resolveKeyFilePaths(provider: Record<string, unknown>, baseDir: 
     const file = provider[key];
     if (typeof file === 'string' && file !== '') provider[key] = path.resolve(baseDir, file);
   }
+}
+
+/**
+ * SHA-256 over the contents of the provider's key files, the files unread otherwise: equal as long
+ * as no file changed. A file that cannot be read counts as changed (the reload's validation then
+ * names it).
+ */
+export function keyFilesDigest(settings: KeyFileSettings): string {
+  const hash = createHash('sha256');
+  for (const key of KEY_FILE_KEYS) {
+    const file = settings[key];
+    if (file === undefined) continue;
+    hash.update(`${key}\0`);
+    try {
+      hash.update(readFileSync(file));
+    } catch (err) {
+      hash.update(`\0unreadable: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    hash.update('\0');
+  }
+  return hash.digest('base64url');
 }
 
 /**

@@ -7,7 +7,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { TollgateError } from '../errors.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
-import { readProviderKeysOrThrow } from '../config/keys.js';
+import { keyFilesDigest, readProviderKeysOrThrow } from '../config/keys.js';
 import type { AuthMethod, ProviderConfig } from '../config/schema.js';
 import { createBreaker } from './breaker.js';
 import {
@@ -25,6 +25,8 @@ export interface Provider {
   readonly issuer: string;
   readonly audience: readonly string[] | undefined;
   readonly config: ProviderConfig;
+  /** The key files as this provider read them (keys.ts keyFilesDigest): a reload rebuilds it when they change. */
+  readonly keyFilesDigest: string;
   /** True once the introspection endpoint is known. */
   isReady(): boolean;
   /** Settles when the provider is ready; discovery retries until then (or until close). */
@@ -56,7 +58,9 @@ const unavailable = (description: string, cause?: unknown) =>
 export function createProvider(config: ProviderConfig, deps: ProviderDeps): Provider {
   const { logger, metrics } = deps;
   const log = logger.child({ provider: config.name });
-  // Key files are read anew for every provider built, so a reload picks up a rotated key or certificate.
+  // Key files are read anew for every provider built. The digest first: a file rotated between the
+  // two reads leaves a digest older than the keys, and the next reload builds the provider again.
+  const keyFiles = keyFilesDigest(config);
   const keys = readProviderKeysOrThrow(config);
   const http: ProviderFetch = createProviderFetch({
     timeoutMs: config.timeout_ms,
@@ -160,6 +164,7 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
     issuer: config.issuer,
     audience: config.audience,
     config,
+    keyFilesDigest: keyFiles,
     isReady: () => configuration !== undefined,
     ready,
     async introspect(token: string): Promise<Record<string, unknown>> {

@@ -1,14 +1,15 @@
 /**
  * SPEC §2: key and certificate files are read and parsed at load, so check-config reports a bad
  * one with its path; their content never appears in a message; relative paths start at the
- * configuration file; ca_file adds to the system CAs.
+ * configuration file; ca_file adds to the system CAs; a file renewed in place changes the digest a
+ * reload compares.
  */
 import { createPublicKey } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { rootCertificates } from 'node:tls';
 import t from 'tap';
-import { readProviderKeys } from '../../src/config/keys.js';
+import { keyFilesDigest, readProviderKeys } from '../../src/config/keys.js';
 import { validateConfig, type Problem } from '../../src/config/load.js';
 import { providerSchema } from '../../src/config/schema.js';
 import { createPki } from '../helpers/pki.js';
@@ -171,4 +172,25 @@ t.test('a signed answer needs the provider metadata for its JWKS', async (t) => 
       message: 'jwt needs the provider metadata (its jwks_uri): leave introspection_endpoint out',
     },
   ]);
+});
+
+t.test('the key files digest changes when any file changes at the same path, and only then', async (t) => {
+  const dir = t.testdir({ 'client.pem': client.cert, 'client.key': client.key, 'ca.pem': ca.cert });
+  const settings = {
+    auth_method: 'tls_client_auth',
+    tls_cert_file: path.join(dir, 'client.pem'),
+    tls_key_file: path.join(dir, 'client.key'),
+    ca_file: path.join(dir, 'ca.pem'),
+  };
+  const first = keyFilesDigest(settings);
+  t.equal(keyFilesDigest(settings), first, 'untouched files: the same digest');
+  t.notOk(first.includes('BEGIN') || first.length > 64, 'a digest, not content');
+
+  writeFileSync(settings.tls_cert_file, other.cert);
+  writeFileSync(settings.tls_key_file, other.key);
+  const renewed = keyFilesDigest(settings);
+  t.not(renewed, first, 'a renewed certificate and key');
+  writeFileSync(settings.ca_file, `${ca.cert}${ca.cert}`);
+  t.not(keyFilesDigest(settings), renewed, 'a changed CA bundle');
+  t.not(keyFilesDigest({ ...settings, ca_file: path.join(dir, 'gone.pem') }), renewed, 'an unreadable file counts as changed');
 });
