@@ -6,13 +6,13 @@
 import { createServer, type Server, type ServerOptions } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdminHandler } from './admin.js';
+import { createConnections } from './connections.js';
 import { createDrain } from './drain.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/log.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createClientErrorHandler } from './proxy/client-error.js';
-import { createConnections } from './connections.js';
 import { createUpstream } from './proxy/forward.js';
 import { createHandler, createPipeline } from './proxy/handler.js';
 import { createIntrospectionCache } from './proxy/introspect.js';
