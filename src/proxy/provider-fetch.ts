@@ -99,7 +99,10 @@ export function createProviderFetch(options: ProviderFetchOptions): ProviderFetc
       });
     } catch (err) {
       if (timedOut) throw new ProviderHttpError('timeout', `no complete answer within ${options.timeoutMs} ms`);
-      throw err;
+      if (err instanceof ProviderHttpError || abort.signal.aborted) throw err;
+      // As fetch reports a network or TLS failure (the code is on the cause): openid-client passes
+      // it on, and the log says `fetch failed (ECONNREFUSED)` rather than its generic wrapper's words.
+      throw new TypeError('fetch failed', { cause: err });
     } finally {
       clearTimeout(timer);
       init.signal?.removeEventListener('abort', onCallerAbort);
