@@ -92,10 +92,10 @@ export function createProviderFetch(options: ProviderFetchOptions): ProviderFetc
         body: requestBody(init.body),
         signal: abort.signal,
       });
-      const body = decode(await readAll(answer.body, MAX_ANSWER_BYTES), answer.headers['content-encoding']);
+      const { body, decoded } = decode(await readAll(answer.body, MAX_ANSWER_BYTES), answer.headers['content-encoding']);
       return new Response(NULL_BODY_STATUSES.has(answer.statusCode) ? null : body, {
         status: answer.statusCode,
-        headers: responseHeaderPairs(answer.headers),
+        headers: responseHeaderPairs(answer.headers, decoded),
       });
     } catch (err) {
       if (timedOut) throw new ProviderHttpError('timeout', `no complete answer within ${options.timeoutMs} ms`);
@@ -147,22 +147,21 @@ async function readAll(body: Dispatcher.ResponseData['body'], limit: number): Pr
   return Buffer.concat(chunks, size);
 }
 
-/** Content decoding as fetch does it (gzip, deflate, br), the decoded answer capped too (a decompression bomb). */
-function decode(raw: Buffer, encoding: string | string[] | undefined): Buffer {
-  if (encoding === undefined) return raw;
+/**
+ * Content decoding as fetch does it (gzip, deflate, br), the decoded answer capped too (a
+ * decompression bomb). An unknown coding stops decoding: the bytes are passed on as they are then.
+ */
+function decode(raw: Buffer, encoding: string | string[] | undefined): { body: Buffer; decoded: boolean } {
   let body = raw;
-  const codings = String(encoding)
-    .toLowerCase()
-    .split(',')
-    .map((c) => c.trim())
-    .filter((c) => c !== '' && c !== 'identity');
-  for (const coding of codings.reverse()) {
+  const codings = encoding === undefined ? [] : String(encoding).toLowerCase().split(',');
+  for (const coding of codings.map((c) => c.trim()).reverse()) {
     const options = { maxOutputLength: MAX_ANSWER_BYTES };
     try {
-      if (coding === 'gzip' || coding === 'x-gzip') body = gunzipSync(body, options);
+      if (coding === '' || coding === 'identity') continue;
+      else if (coding === 'gzip' || coding === 'x-gzip') body = gunzipSync(body, options);
       else if (coding === 'deflate') body = inflateSync(body, options);
       else if (coding === 'br') body = brotliDecompressSync(body, options);
-      else return body;
+      else return { body, decoded: false };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
         throw new ProviderHttpError('answer_too_large', `answer larger than ${MAX_ANSWER_BYTES} bytes`);
@@ -170,7 +169,7 @@ function decode(raw: Buffer, encoding: string | string[] | undefined): Buffer {
       throw err;
     }
   }
-  return body;
+  return { body, decoded: true };
 }
 
 /** What openid-client sends (a form, a JSON text) as bytes undici takes. */
@@ -182,10 +181,11 @@ function requestBody(body: CustomFetchOptions['body']): string | Uint8Array | un
   throw new TypeError('a streamed request body is not supported');
 }
 
-function responseHeaderPairs(headers: Record<string, string | string[] | undefined>): [string, string][] {
+/** The answer's headers for the Response; once the body is decoded, its coding and length no longer apply. */
+function responseHeaderPairs(headers: Record<string, string | string[] | undefined>, decoded: boolean): [string, string][] {
   const out: [string, string][] = [];
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name === 'content-encoding' || name === 'content-length') continue;
+    if (value === undefined || (decoded && (name === 'content-encoding' || name === 'content-length'))) continue;
     for (const v of Array.isArray(value) ? value : [value]) out.push([name, v]);
   }
   return out;
