@@ -4,9 +4,10 @@
  * backslashes, control characters, lone surrogates, non-ASCII). The main logger must keep
  * censoring secrets, nested ones too.
  */
+import { METHODS } from 'node:http';
 import fc from 'fast-check';
 import t from 'tap';
-import { batchedPerTurn, createAccessLog, createLogger, type AccessLine } from '../../src/observability/log.js';
+import { batched, createAccessLog, createLogger, type AccessLine } from '../../src/observability/log.js';
 
 /** A logger whose lines are kept, with pino's own line for the same fields beside the hand-built one. */
 function capture(level = 'info') {
@@ -55,7 +56,7 @@ t.test('the access line is the line pino writes for the same fields', async (t) 
       cache: null,
       upstream_ms: null,
     },
-    { ...LINE, path: '/a"b\\c\u0000\u001f\u007f/é/\u2028/\ud800', method: 'PROPFIND', duration_ms: 12345.678 },
+    { ...LINE, path: '/a"b\\c\u0000\u001f\u007f/é/\u2028/\ud800', method: 'M-SEARCH', duration_ms: 12345.678 },
     {
       ...LINE,
       status: 503,
@@ -79,8 +80,10 @@ t.test('any path, method and provider: the same line as pino', async (t) => {
     fc.property(
       // Any UTF-16 code unit: control characters and lone surrogates too.
       fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)) }),
-      fc.string(),
-      fc.option(fc.string({ unit: 'grapheme' })),
+      // What the line's other strings can hold: a method Node's parser knows, a provider name the
+      // configuration schema allows.
+      fc.constantFrom(...METHODS),
+      fc.option(fc.stringMatching(/^[a-z0-9-]{1,40}$/)),
       fc.double({ min: 0, max: 1e7, noNaN: true }),
       (path, method, provider, ms) => {
         const [hand, viaPino] = log.both({ ...LINE, path, method, provider, duration_ms: ms });
@@ -112,31 +115,76 @@ t.test('the main logger censors secrets, top-level and nested', async (t) => {
   t.notOk(lines.join('').includes('secret-'), 'no secret was written');
 });
 
-t.test('the lines of one turn go out in one write, at the end of the turn; flush writes them at once', async (t) => {
+t.test('the time is toISOString to the millisecond, whatever the millisecond', async (t) => {
+  const lines: string[] = [];
+  const logger = createLogger({ destination: { write: (l: string) => void lines.push(l) } });
+  const realNow = Date.now;
+  t.teardown(() => void (Date.now = realNow));
+  // Within one second (the date part is formatted once per second), across seconds, and far away.
+  for (const ms of [
+    0, 1, 9, 10, 99, 100, 999, 1000, 1764455672001, 1764455672099, 1764455672999, 1764455673000, 253402300799999,
+  ]) {
+    Date.now = () => ms;
+    logger.info('tick');
+    t.equal((JSON.parse(lines.pop()!) as { time: string }).time, new Date(ms).toISOString(), `at ${ms}`);
+  }
+});
+
+/** A destination that records writes and can wait, bounded, for the next one. */
+function recorder() {
   const writes: string[] = [];
   const flushed: string[] = [];
-  const destination = batchedPerTurn({
-    write: (data) => writes.push(data),
-    flush: (cb) => {
-      flushed.push('flush');
-      cb?.();
+  let onWrite: (() => void) | undefined;
+  return {
+    writes,
+    flushed,
+    destination: {
+      write: (data: string) => {
+        writes.push(data);
+        onWrite?.();
+      },
+      flush: (cb?: (err?: Error) => void) => {
+        flushed.push('flush');
+        cb?.();
+      },
+      flushSync: () => void flushed.push('flushSync'),
     },
-    flushSync: () => void flushed.push('flushSync'),
-  });
+    nextWrite: () =>
+      new Promise<void>((resolve, reject) => {
+        const guard = setTimeout(() => reject(new Error('no write within 5 s')), 5000);
+        onWrite = () => {
+          clearTimeout(guard);
+          onWrite = undefined;
+          resolve();
+        };
+      }),
+  };
+}
+
+t.test('lines are written together once enough are pending, at once and in one write', async (t) => {
+  const out = recorder();
+  const destination = batched(out.destination, { delayMs: 60_000, maxChars: 6 });
   destination.write('a\n');
   destination.write('b\n');
+  t.same(out.writes, [], 'nothing written below the size');
   destination.write('c\n');
-  t.same(writes, [], 'nothing written during the turn');
-  await new Promise((resolve) => setImmediate(resolve));
-  t.same(writes, ['a\nb\nc\n'], 'one write at its end');
-
+  t.same(out.writes, ['a\nb\nc\n'], 'one write when the size is reached');
   destination.write('d\n');
   destination.flushSync();
-  t.same(writes, ['a\nb\nc\n', 'd\n'], 'flushSync writes what is pending');
+  t.same(out.writes, ['a\nb\nc\n', 'd\n'], 'flushSync writes what is pending');
   destination.write('e\n');
   await new Promise<void>((resolve) => destination.flush(() => resolve()));
-  t.same(writes, ['a\nb\nc\n', 'd\n', 'e\n'], 'flush too');
-  t.same(flushed, ['flushSync', 'flush']);
-  await new Promise((resolve) => setImmediate(resolve));
-  t.equal(writes.length, 3, 'the end of the turn finds nothing left');
+  t.same(out.writes, ['a\nb\nc\n', 'd\n', 'e\n'], 'flush too');
+  t.same(out.flushed, ['flushSync', 'flush']);
+});
+
+t.test('a line waits no longer than the delay, and one write takes what came meanwhile', async (t) => {
+  const out = recorder();
+  const destination = batched(out.destination, { delayMs: 1, maxChars: 1024 });
+  const written = out.nextWrite();
+  destination.write('a\n');
+  destination.write('b\n');
+  t.same(out.writes, [], 'nothing written at once');
+  await written;
+  t.same(out.writes, ['a\nb\n']);
 });
