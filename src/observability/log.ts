@@ -44,7 +44,10 @@ let secondPrefix = '';
  * scenario (a)).
  */
 function isoTime(): string {
-  const now = Date.now();
+  return isoTimeAt(Date.now());
+}
+
+function isoTimeAt(now: number): string {
   const second = Math.floor(now / 1000);
   if (second !== lastSecond) {
     lastSecond = second;
@@ -69,6 +72,8 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 
 /** A destination pino can flush (`logger.flush(cb)`). */
 export interface BatchedDestination extends DestinationStream {
+  /** A line whose text is made only when its batch is written. */
+  writeLater(entry: Deferred): void;
   flush(cb?: (err?: Error) => void): void;
   flushSync(): void;
 }
@@ -120,19 +125,35 @@ export interface BatchOptions {
  * full pipe, where it waits, as pino's default synchronous destination does. Lines still pending
  * when the process exits are written by the exit handler (`flushSync`).
  */
+/** A line whose text is made when its batch is written (the access line, `createAccessLog`). */
+export interface Deferred {
+  render(): string;
+}
+
+/** What a deferred line counts for towards `maxChars`: about an access line's length. */
+const DEFERRED_CHARS = 256;
+
 export function batched(
   destination: SyncDestination,
   { delayMs = 100, maxChars = 64 * 1024 }: BatchOptions = {},
 ): BatchedDestination {
-  let pending: string[] = [];
+  let pending: (string | Deferred)[] = [];
   let chars = 0;
   let timer: NodeJS.Timeout | undefined;
   const writePending = () => {
     if (pending.length === 0) return;
-    const lines = pending.length === 1 ? pending[0]! : pending.join('');
+    let lines = '';
+    for (const entry of pending) lines += typeof entry === 'string' ? entry : entry.render();
     pending = [];
     chars = 0;
     destination.write(lines);
+  };
+  const add = (entry: string | Deferred, length: number) => {
+    pending.push(entry);
+    chars += length;
+    if (chars >= maxChars) writePending();
+    // A timer that finds the lines already written finds nothing to do; it is not cleared.
+    else if (timer === undefined) timer = setTimeout(onTimer, delayMs).unref();
   };
   const onTimer = () => {
     timer = undefined;
@@ -140,11 +161,10 @@ export function batched(
   };
   return {
     write(line: string) {
-      pending.push(line);
-      chars += line.length;
-      if (chars >= maxChars) writePending();
-      // A timer that finds the lines already written finds nothing to do; it is not cleared.
-      else if (timer === undefined) timer = setTimeout(onTimer, delayMs).unref();
+      add(line, line.length);
+    },
+    writeLater(entry: Deferred) {
+      add(entry, DEFERRED_CHARS);
     },
     flush(cb) {
       writePending();
@@ -181,22 +201,44 @@ export interface AccessLine {
  * Only the path is escaped: the method is one of Node's parser's (`http.METHODS`), a provider name
  * is `[a-z0-9-]` (the configuration schema), and the outcome, code and cache result are
  * tollgate's own words — none holds a character JSON escapes.
+ *
+ * On the batched stdout the line's text is made when its batch is written, from the time taken
+ * now: the request then only queues the object, and a few hundred lines are formatted together.
+ * Measured side by side (`test/bench/ab.ts`), formatting each line as its request ended cost
+ * about 5 % of tollgate's CPU per cache hit, and no access log at all saved the same 5 %; made at
+ * write time, the line costs within 1 % of no access log. So the line must not change once it is
+ * handed over.
  */
 export function createAccessLog(logger: Logger): (line: AccessLine) => void {
   // pino's own parts of a line, from its public symbols: where lines go, the time, the bindings.
   const internals = logger as unknown as Record<symbol, unknown>;
-  const destination = internals[pino.symbols.streamSym] as DestinationStream;
+  const destination = internals[pino.symbols.streamSym] as DestinationStream & Partial<BatchedDestination>;
   const time = internals[pino.symbols.timeSym] as () => string;
   const head = `{"level":${logger.levels.values.info}`;
   const bindings = internals[pino.symbols.chindingsSym] as string;
+  const render = (timeField: string, line: AccessLine) =>
+    `${head}${timeField}${bindings},"method":"${line.method}","path":${line.path === null ? 'null' : JSON.stringify(line.path)},` +
+    `"route":${line.route},"status":${line.status},"outcome":"${line.outcome}","code":${quoted(line.code)},` +
+    `"provider":${quoted(line.provider)},"cache":${quoted(line.cache)},` +
+    `"duration_ms":${line.duration_ms},"upstream_ms":${line.upstream_ms},"msg":"request"}\n`;
+
+  // Deferred only where the time can be made later exactly as pino would have made it now.
+  if (destination.writeLater !== undefined && time === isoTime) {
+    class PendingLine implements Deferred {
+      constructor(
+        private readonly at: number,
+        private readonly line: AccessLine,
+      ) {}
+      render(): string {
+        return render(isoTimeAt(this.at), this.line);
+      }
+    }
+    return (line) => {
+      if (logger.isLevelEnabled('info')) destination.writeLater!(new PendingLine(Date.now(), line));
+    };
+  }
   return (line) => {
-    if (!logger.isLevelEnabled('info')) return;
-    destination.write(
-      `${head}${time()}${bindings},"method":"${line.method}","path":${line.path === null ? 'null' : JSON.stringify(line.path)},` +
-        `"route":${line.route},"status":${line.status},"outcome":"${line.outcome}","code":${quoted(line.code)},` +
-        `"provider":${quoted(line.provider)},"cache":${quoted(line.cache)},` +
-        `"duration_ms":${line.duration_ms},"upstream_ms":${line.upstream_ms},"msg":"request"}\n`,
-    );
+    if (logger.isLevelEnabled('info')) destination.write(render(time(), line));
   };
 }
 

@@ -134,6 +134,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       line.duration_ms = round(seconds * 1000);
       requests.labels(line.outcome, line.provider ?? 'none').inc();
       requestDuration.labels(line.outcome).observe(seconds);
+      // Last use of the line: it may be formatted later, when its batch is written (log.ts).
       if (runtime.config.access_log) accessLog(line);
     }
   };

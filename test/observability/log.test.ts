@@ -6,6 +6,7 @@
  */
 import { METHODS } from 'node:http';
 import fc from 'fast-check';
+import { pino } from 'pino';
 import t from 'tap';
 import { batched, createAccessLog, createLogger, type AccessLine } from '../../src/observability/log.js';
 
@@ -188,3 +189,34 @@ t.test('a line waits no longer than the delay, and one write takes what came mea
   await written;
   t.same(out.writes, ['a\nb\n']);
 });
+
+t.test('on a batched destination the access line is made when written: same text, time of the request, in order', async (t) => {
+  const out = recorder();
+  const logger = createLogger({ destination: batched(out.destination, { delayMs: 60_000, maxChars: 1 << 20 }) });
+  const access = createAccessLog(logger);
+  const realNow = Date.now;
+  t.teardown(() => void (Date.now = realNow));
+
+  Date.now = () => 1764455672042;
+  logger.info('before');
+  access(LINE);
+  logger.info(LINE, 'request'); // pino's own line for the same fields, at the same time
+  Date.now = () => 1764455679999; // the batch is written later
+  logger.info('after');
+  destination(logger).flushSync();
+
+  t.equal(out.writes.length, 1, 'one write');
+  const lines = out.writes[0]!.split('\n').slice(0, -1);
+  t.same(
+    lines.map((l) => (JSON.parse(l) as { msg: string }).msg),
+    ['before', 'request', 'request', 'after'],
+    'in the order written',
+  );
+  t.equal(lines[1], lines[2], 'the deferred line is the line pino writes');
+  t.equal((JSON.parse(lines[1]!) as { time: string }).time, new Date(1764455672042).toISOString(), 'the time of the request');
+});
+
+/** The destination a logger writes to. */
+function destination(logger: ReturnType<typeof createLogger>) {
+  return (logger as unknown as Record<symbol, { flushSync(): void }>)[pino.symbols.streamSym]!;
+}
