@@ -159,7 +159,9 @@ export function renderClaim(value: unknown): string | undefined {
       text = value;
       break;
     case 'number':
-      text = Number.isInteger(value) ? BigInt(value).toString() : String(value);
+      // Integers in decimal, never `1e+21`: String() is exact for safe integers (`exp`, `iat`),
+      // BigInt for the larger ones.
+      text = Number.isSafeInteger(value) ? String(value) : Number.isInteger(value) ? BigInt(value).toString() : String(value);
       break;
     case 'boolean':
       text = String(value);

@@ -10,6 +10,8 @@
  *   … change, npm run build …
  *   npx tsx test/bench/ab.ts --baseline dist-baseline/cli.js [--rounds 14] [--seconds 4]
  *
+ * `--baseline bare` puts the benchmark's bare proxy in the baseline's place: the CPU ratio that
+ * `npm run bench`'s throughput ratio approaches on a quiet machine (the proxy is what saturates).
  * `--current-config '{"access_log":false}'` measures what a setting costs instead (one build, two
  * configurations). Prints each round and the median ratio (current ÷ baseline: below 1 is cheaper).
  * Two copies of one build measured 0.991 and 1.009 here (2 cores, shared): read a median within
@@ -47,17 +49,19 @@ const connections = Number(args.connections);
 const children: ChildProcess[] = [];
 process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')));
 
-async function backends(): Promise<{ upstream: string; provider: string }> {
-  const child = fork(join(here, 'backends.ts'), [], {
+/** A child that reports `message` over IPC once it listens (backends.ts, bare-proxy.ts). */
+async function forkTs<M>(file: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; message: M }> {
+  const child = fork(join(here, file), [], {
     execArgv: ['--import', 'tsx'],
+    env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   children.push(child);
   return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => reject(new Error('backends did not start within 30 s')), 30_000);
+    const timer = setTimeout(() => reject(new Error(`${file} did not start within 30 s`)), 30_000);
     child.once('message', (message) => {
       clearTimeout(timer);
-      resolvePromise(message as { upstream: string; provider: string });
+      resolvePromise({ child, message: message as M });
     });
   });
 }
@@ -134,7 +138,7 @@ const median = (values: readonly number[]) => {
 };
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-ab-'));
-const { upstream, provider } = await backends();
+const { upstream, provider } = (await forkTs<{ upstream: string; provider: string }>('backends.ts')).message;
 const config = {
   upstream: { url: upstream },
   providers: [{ name: 'bench', issuer: provider, client_id: 'tollgate', client_secret: 'bench-secret' }],
@@ -143,7 +147,13 @@ const config = {
 };
 const currentConfig = { ...config, ...(JSON.parse(args['current-config']) as Record<string, unknown>) };
 const builds = await Promise.all([
-  start('baseline', args.baseline, config, dir),
+  args.baseline === 'bare'
+    ? forkTs<{ url: string }>('bare-proxy.ts', { BENCH_UPSTREAM_URL: upstream }).then(({ child, message }) => ({
+        name: 'bare',
+        url: message.url,
+        pid: child.pid!,
+      }))
+    : start('baseline', args.baseline, config, dir),
   start('current', args.current, currentConfig, dir),
 ]);
 await round(builds, 5); // warm-up: the JIT, the pools, the cache entry
