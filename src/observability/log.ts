@@ -115,16 +115,6 @@ export interface BatchOptions {
   maxChars?: number;
 }
 
-/**
- * SPEC §6's lines, written together: once 64 KiB are pending, or 100 ms after the first pending
- * line, whichever comes first — Envoy's access log works the same way (64 KiB, 1 s by default).
- * Measured in the benchmark's cache hit (issue 6): a write per line costs a syscall each;
- * sonic-boom's asynchronous 4 KiB batches (written on the libuv threadpool) cost about 9 µs of CPU
- * per line; one write per turn of the event loop still cost 2–3 µs per line, the few lines of a
- * turn paying for the syscall. sonic-boom still does the writing: partial writes, and EAGAIN on a
- * full pipe, where it waits, as pino's default synchronous destination does. Lines still pending
- * when the process exits are written by the exit handler (`flushSync`).
- */
 /** A line whose text is made when its batch is written (the access line, `createAccessLog`). */
 export interface Deferred {
   render(): string;
@@ -133,6 +123,17 @@ export interface Deferred {
 /** What a deferred line counts for towards `maxChars`: about an access line's length. */
 const DEFERRED_CHARS = 256;
 
+/**
+ * SPEC §6's lines, written together: once 64 KiB are pending, or 100 ms after the first pending
+ * line, whichever comes first — Envoy's access log works the same way (64 KiB, 1 s by default).
+ * Measured in the benchmark's cache hit (issue 6): a write per line costs a syscall each;
+ * sonic-boom's asynchronous 4 KiB batches (written on the libuv threadpool) cost about 9 µs of CPU
+ * per line; one write per turn of the event loop still cost 2–3 µs per line, the few lines of a
+ * turn paying for the syscall. sonic-boom still does the writing: partial writes, and EAGAIN on a
+ * full pipe, where it waits, as pino's default synchronous destination does. Lines still pending
+ * when the process exits are written by the exit handler (`flushSync`). A deferred line is rendered
+ * in its place among the others when its batch is written.
+ */
 export function batched(
   destination: SyncDestination,
   { delayMs = 100, maxChars = 64 * 1024 }: BatchOptions = {},
