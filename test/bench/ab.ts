@@ -17,14 +17,13 @@
  * Two copies of one build measured 0.991 and 1.009 here (2 cores, shared): read a median within
  * ±1 % as no difference. Loopback only; every round is bounded in time.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import { children, cpuMs, forkTs, median, startTollgateCli } from './proxy-processes.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const { values: args } = parseArgs({
@@ -46,75 +45,8 @@ const seconds = Number(args.seconds);
 const rate = Number(args.rate);
 const connections = Number(args.connections);
 
-const children: ChildProcess[] = [];
-process.once('exit', () => children.forEach((c) => c.kill('SIGKILL')));
-
-/** A child that reports `message` over IPC once it listens (backends.ts, bare-proxy.ts). */
-async function forkTs<M>(file: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; message: M }> {
-  const child = fork(join(here, file), [], {
-    execArgv: ['--import', 'tsx'],
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
-  children.push(child);
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${file} did not start within 30 s`)), 30_000);
-    child.once('message', (message) => {
-      clearTimeout(timer);
-      resolvePromise({ child, message: message as M });
-    });
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePromise(port));
-    });
-  });
-}
-
-interface Build {
-  readonly name: string;
-  readonly url: string;
-  readonly pid: number;
-}
-
-async function start(name: string, cli: string, config: Record<string, unknown>, dir: string): Promise<Build> {
-  const [port, adminPort] = await Promise.all([freePort(), freePort()]);
-  const file = join(dir, `${name}.yaml`);
-  writeFileSync(file, JSON.stringify({ listen: `127.0.0.1:${port}`, admin_listen: `127.0.0.1:${adminPort}`, ...config }));
-  const env: NodeJS.ProcessEnv = { ...process.env, TOLLGATE_LOG_LEVEL: 'info' };
-  delete env.NODE_OPTIONS;
-  // Access lines go to /dev/null: written, read by nobody, as in `npm run bench`.
-  const child = spawn(process.execPath, [resolve(cli), '--config', file], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-  children.push(child);
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}`);
-    try {
-      if ((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`${name} was not ready within 60 s`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { name, url: `http://127.0.0.1:${port}`, pid: child.pid! };
-}
-
-/** user + system CPU time of a process (milliseconds), from /proc (clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
 /** Both builds under the same load at once; CPU µs per 2xx response of each. */
-async function round(builds: readonly Build[], durationS: number): Promise<number[]> {
+async function round(builds: readonly { url: string; pid: number }[], durationS: number): Promise<number[]> {
   const before = builds.map((b) => cpuMs(b.pid));
   const results = await Promise.all(
     builds.map((b) =>
@@ -131,11 +63,9 @@ async function round(builds: readonly Build[], durationS: number): Promise<numbe
   return builds.map((b, i) => ((cpuMs(b.pid) - before[i]!) * 1000) / Math.max(1, results[i]!.statusCodeStats['200']?.count ?? 0));
 }
 
-const median = (values: readonly number[]) => {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
+// However this script ends (done, failed, Ctrl-C), its children end with it.
+process.once('exit', () => children.forEach((child) => child.kill('SIGKILL')));
+process.once('SIGINT', () => process.exit(130));
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-ab-'));
 const { upstream, provider } = (await forkTs<{ upstream: string; provider: string }>('backends.ts')).message;
@@ -148,13 +78,12 @@ const config = {
 const currentConfig = { ...config, ...(JSON.parse(args['current-config']) as Record<string, unknown>) };
 const builds = await Promise.all([
   args.baseline === 'bare'
-    ? forkTs<{ url: string }>('bare-proxy.ts', { BENCH_UPSTREAM_URL: upstream }).then(({ child, message }) => ({
-        name: 'bare',
+    ? forkTs<{ url: string }>('bare-proxy.ts', { env: { BENCH_UPSTREAM_URL: upstream } }).then(({ child, message }) => ({
         url: message.url,
         pid: child.pid!,
       }))
-    : start('baseline', args.baseline, config, dir),
-  start('current', args.current, currentConfig, dir),
+    : startTollgateCli({ name: 'baseline', cli: resolve(args.baseline), config, dir }),
+  startTollgateCli({ name: 'current', cli: resolve(args.current), config: currentConfig, dir }),
 ]);
 await round(builds, 5); // warm-up: the JIT, the pools, the cache entry
 const ratios: number[] = [];

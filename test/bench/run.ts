@@ -16,14 +16,13 @@
  * BENCH_TOLLGATE_CONFIG (JSON merged into tollgate's configuration, e.g. `{"access_log":false}`).
  * Exits 1 when a row misses its budget.
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import autocannon, { type Options } from 'autocannon';
+import { cpuMs, forkTs, median, startTollgateCli, stopAll } from './proxy-processes.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = resolve(here, '../..');
@@ -60,41 +59,6 @@ const BURST = 1000;
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-const children: ChildProcess[] = [];
-
-function forkTs(file: string, env: Record<string, string>): Promise<{ child: ChildProcess; message: Record<string, string> }> {
-  const child = fork(join(here, file), [], {
-    execArgv: [
-      ...(file === 'bare-proxy.ts' ? GC_PROBE : []),
-      '--import',
-      'tsx',
-      ...(settings.cpuProfDir && file === 'bare-proxy.ts' ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfDir}/bare`] : []),
-    ],
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
-  children.push(child);
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${file} did not start within 30 s`)), 30_000);
-    child.once('message', (message) => {
-      clearTimeout(timer);
-      resolvePromise({ child, message: message as Record<string, string> });
-    });
-    child.once('exit', (code) => reject(new Error(`${file} exited with ${code}`)));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePromise, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolvePromise(port));
-    });
-  });
-}
-
 interface Target {
   readonly name: string;
   readonly url: string;
@@ -109,63 +73,21 @@ const GC_PROBE = ['--expose-gc', '--require', join(here, 'gc-probe.cjs')];
 let tmp = '';
 
 async function startTollgate(name: string, config: Record<string, unknown>): Promise<Target> {
-  const [port, adminPort] = await Promise.all([freePort(), freePort()]);
-  const file = join(tmp, `${name}.yaml`);
-  // JSON is YAML.
-  writeFileSync(
-    file,
-    JSON.stringify({
-      listen: `127.0.0.1:${port}`,
-      admin_listen: `127.0.0.1:${adminPort}`,
-      shutdown: { drain_delay_s: 0, timeout_s: 5 },
-      ...config,
-      ...settings.tollgateConfig,
-    }),
-  );
-  const nodeArgs = settings.cpuProfDir
-    ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfDir}`, `--cpu-prof-name=${name}.cpuprofile`]
-    : [];
-  const env: NodeJS.ProcessEnv = { ...process.env, TOLLGATE_LOG_LEVEL: 'info' };
-  delete env.NODE_OPTIONS;
-  // stdout (the access log, on by default) goes to /dev/null: written, but read by nobody.
   const probe = join(tmp, `${name}.memory.json`);
-  env.BENCH_GC_PROBE_FILE = probe;
-  const child = spawn(process.execPath, [...nodeArgs, ...GC_PROBE, join(root, 'dist/cli.js'), '--config', file], {
-    env,
-    stdio: ['ignore', 'ignore', 'inherit'],
+  const started = await startTollgateCli({
+    name,
+    cli: join(root, 'dist/cli.js'),
+    config: { shutdown: { drain_delay_s: 0, timeout_s: 5 }, ...config, ...settings.tollgateConfig },
+    dir: tmp,
+    nodeArgs: [
+      ...(settings.cpuProfDir
+        ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfDir}`, `--cpu-prof-name=${name}.cpuprofile`]
+        : []),
+      ...GC_PROBE,
+    ],
+    env: { BENCH_GC_PROBE_FILE: probe },
   });
-  children.push(child);
-  const adminUrl = `http://127.0.0.1:${adminPort}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`tollgate ${name} exited with ${child.exitCode}`);
-    try {
-      if ((await fetch(`${adminUrl}/readyz`)).status === 200) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`tollgate ${name} was not ready within 60 s`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { name, url: `http://127.0.0.1:${port}`, pid: child.pid!, adminUrl, memoryFile: probe };
-}
-
-async function stopAll(): Promise<void> {
-  await Promise.all(
-    children.map(
-      (child) =>
-        new Promise<void>((resolvePromise) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolvePromise();
-          const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-          child.once('exit', () => {
-            clearTimeout(timer);
-            resolvePromise();
-          });
-          // tollgate drains (drain_delay_s 0) and exits, writing its CPU profile if asked to.
-          child.kill('SIGTERM');
-        }),
-    ),
-  );
+  return { name, ...started, memoryFile: probe };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,13 +152,6 @@ async function metricValue(target: Target, name: string, labels: string): Promis
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(' ') + 1));
 }
 
-/** user + system CPU time of a process (milliseconds), from /proc (clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
 function rssBytes(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const match = /VmRSS:\s+(\d+) kB/.exec(status);
@@ -267,12 +182,6 @@ function sampleRss(pid: number): () => number {
     return Math.max(peak, rssBytes(pid));
   };
 }
-
-const median = (values: readonly number[]): number => {
-  const sorted = [...values].sort((x, y) => x - y);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Scenarios
@@ -364,7 +273,9 @@ function judge(bare: Run[], tollgate: Run[], budget: Budget, problems: string[],
 async function main(): Promise<number> {
   const startedAt = Date.now();
   tmp = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
-  const { message: backends } = await forkTs('backends.ts', { BENCH_PROVIDER_LATENCY_MS: String(settings.providerLatencyMs) });
+  const { message: backends } = await forkTs<Record<string, string>>('backends.ts', {
+    env: { BENCH_PROVIDER_LATENCY_MS: String(settings.providerLatencyMs) },
+  });
   const upstreamUrl = backends.upstream!;
   const providerUrl = backends.provider!;
 
@@ -373,7 +284,10 @@ async function main(): Promise<number> {
   const wanted = (id: string) => settings.only === null || settings.only.has(id);
 
   const [bareStart, tollgate, big] = await Promise.all([
-    forkTs('bare-proxy.ts', { BENCH_UPSTREAM_URL: upstreamUrl, BENCH_GC_PROBE_FILE: join(tmp, 'bare.memory.json') }),
+    forkTs<{ url: string }>('bare-proxy.ts', {
+      env: { BENCH_UPSTREAM_URL: upstreamUrl, BENCH_GC_PROBE_FILE: join(tmp, 'bare.memory.json') },
+      execArgv: [...GC_PROBE, ...(settings.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfDir}/bare`] : [])],
+    }),
     startTollgate('tollgate', { upstream: { url: upstreamUrl }, providers: [provider('bench', providerUrl)], cache }),
     wanted('g')
       ? startTollgate('tollgate-g', {
