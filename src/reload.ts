@@ -379,12 +379,17 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
     const dir = runtime.config.providers_dir;
     if (dir !== undefined) add(path.resolve(source.baseDir, dir), (name) => name.endsWith('.yaml') && !name.startsWith('.'));
     // Key, certificate and CA files (absolute once loaded): renewed in place, they are read again.
+    // One set of names per folder, so 1,000 providers' files in one folder cost an event one lookup.
+    const keyFiles = new Map<string, Set<string>>();
     for (const provider of runtime.providers.values()) {
       for (const key of KEY_FILE_KEYS) {
         const file = provider.config[key];
-        if (file !== undefined) add(path.dirname(file), (name) => name === path.basename(file));
+        if (file === undefined) continue;
+        const names = keyFiles.get(path.dirname(file)) ?? new Set<string>();
+        keyFiles.set(path.dirname(file), names.add(path.basename(file)));
       }
     }
+    for (const [dir, names] of keyFiles) add(dir, (name) => names.has(name));
 
     for (const [folder, entry] of watchers) {
       if (!wanted.has(folder)) {
