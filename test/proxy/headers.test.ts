@@ -103,6 +103,17 @@ t.test('spoofed identity headers never arrive, in any spelling', async (t) => {
   t.notMatch(JSON.stringify(seen.rawHeaders), /evil|other-tenant|orders:admin|admin/);
 });
 
+t.test('injected headers are named in lower case, however the configuration spells them', async (t) => {
+  // RFC 9110 §5.1: names are case-insensitive; Envoy and HTTP/2 write them so too.
+  const token = tokenFor({ groups: ['a'] });
+  const seen = await send(t, custom, '/orders', [`Authorization: Bearer ${token}`]);
+  const names = seen.rawHeaders.filter((_, i) => i % 2 === 0);
+  t.same(
+    names.filter((name) => /^x-(auth|user|forwarded)/i.test(name)),
+    ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-user', 'x-auth-groups', 'x-auth-provider', 'x-auth-claims'],
+  );
+});
+
 t.test('spoofed identity headers are removed on a public route too', async (t) => {
   const seen = await send(t, gate, '/public/status', SPOOFS);
   t.same(identityHeaders(seen), [], 'no identity on a public route');
