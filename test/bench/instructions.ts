@@ -11,7 +11,10 @@
  * has started and the JIT has compiled the hot path (with a shorter warm-up, compilation still
  * running in the measured window moved the figure by several per cent). The count is split into the garbage
  * collector's share and the rest ("mutator"): a major GC falls into one window and not another,
- * so compare mutator figures. Two runs of one build measured 472,652 and 474,708 (0.4 % apart).
+ * so compare mutator figures. Within one invocation two runs of one build measured 472,652 and
+ * 474,708 (0.4 % apart); between invocations the level of all figures moved by up to 7 % (one
+ * build: 430,287 and 462,189), with how fast the load generator kept up, so compare only targets
+ * measured in the same invocation.
  *
  * What it does not show: time. Under valgrind a process runs ~40× slower, so whatever happens per
  * interval rather than per request (the access log's 100 ms batches, timers) weighs more than at
