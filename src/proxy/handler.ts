@@ -14,7 +14,7 @@ import { checkFraming, mustClose } from './framing.js';
 import { buildUpstreamHeaders } from './headers.js';
 import type { IntrospectionCache, Lookup } from './introspect.js';
 import { checkPolicy } from './policy.js';
-import { hostOf, matchRoute, normalizeTarget, requestHost } from './routes.js';
+import { matchRoute, normalizeTarget, requestHost } from './routes.js';
 import { selectProvider } from './select.js';
 import { extractToken, queryWithoutToken, type TokenSource } from './token.js';
 
@@ -70,7 +70,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const target = normalizeTarget(req.url ?? '');
     line.path = target.path;
     const host = requestHost(req.rawHeaders);
-    const route = matchRoute(runtime.routes, runtime.fallback, req.method ?? '', hostOf(host), target.path);
+    const route = matchRoute(runtime.routes, runtime.fallback, req.method ?? '', host, target.path);
     line.route = route.index;
     const decision = (answer: Answer | null, source: TokenSource | undefined): Decision => ({
       path: source?.kind === 'query' ? target.path + queryWithoutToken(target.query) : target.path + target.query,

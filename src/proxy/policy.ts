@@ -20,6 +20,11 @@ export interface PolicyRoute {
 const invalid = (description: string) => new TollgateError('invalid_token', description);
 
 const REFRESH_TOKEN_TYPES = new Set(['refresh_token', 'urn:ietf:params:oauth:token-type:refresh_token']);
+const REFRESH_TOKEN_TYPE_LENGTHS = new Set([...REFRESH_TOKEN_TYPES].map((t) => t.length));
+
+/** Case-insensitively; only a value of a refresh type's length is lower-cased (`Bearer` never is). */
+const isRefreshTokenType = (tokenType: string): boolean =>
+  REFRESH_TOKEN_TYPE_LENGTHS.has(tokenType.length) && REFRESH_TOKEN_TYPES.has(tokenType.toLowerCase());
 
 export function checkPolicy(answer: Answer, provider: PolicyProvider, route: PolicyRoute, nowS: number, skewS: number): void {
   if (claim(answer, 'active') !== true) throw invalid('the token is not active');
@@ -34,13 +39,14 @@ export function checkPolicy(answer: Answer, provider: PolicyProvider, route: Pol
   if (provider.audience !== undefined && !audienceMatches(aud, provider.audience)) {
     throw invalid('the token is not meant for this audience');
   }
-  if (typeof tokenType === 'string' && REFRESH_TOKEN_TYPES.has(tokenType.toLowerCase())) {
+  if (typeof tokenType === 'string' && isRefreshTokenType(tokenType)) {
     throw invalid('a refresh token is not an access token');
   }
   // RFC 7800 / RFC 8705 / RFC 9449: a sender-constrained token proves nothing when presented bare.
   if (claim(answer, 'cnf') !== undefined) throw invalid('the token is sender-constrained and cannot be used as a bearer token');
-  for (const scope of route.scopes) {
-    if (!answer.scopes.has(scope)) {
+  const scopes = route.scopes;
+  for (let i = 0; i < scopes.length; i++) {
+    if (!answer.scopes.has(scopes[i]!)) {
       throw new TollgateError('insufficient_scope', 'the token lacks a scope this route requires', { scope: route.scopeText });
     }
   }

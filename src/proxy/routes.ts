@@ -180,16 +180,19 @@ function hostIndexOf<A>(routes: readonly CompiledRoute<A>[]): HostIndex<A> | und
 
 /**
  * First match wins. `path_prefix` is a plain string prefix, as in Envoy: `/admin` also covers
- * `/admin;x` and `/administrators`, which errs on the side of protecting more.
+ * `/admin;x` and `/administrators`, which errs on the side of protecting more. `hostHeader` is the
+ * request's Host as received; a route's host is compared with it as `hostOf` reads it.
  */
 export function matchRoute<A>(
   routes: readonly CompiledRoute<A>[],
   fallback: CompiledRoute<A>,
   method: string,
-  host: string,
+  hostHeader: string | undefined,
   path: string,
 ): CompiledRoute<A> {
   const index = hostIndexOf(routes);
+  // Where no route names a host, the Host header plays no part: it is not even parsed.
+  const host = index !== undefined && index.byHost.size === 0 ? '' : hostOf(hostHeader);
   const candidates = index === undefined ? routes : (index.byHost.get(host) ?? index.anyHost);
   for (const route of candidates) {
     if (route.host !== undefined && route.host !== host) continue;

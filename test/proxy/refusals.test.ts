@@ -235,6 +235,7 @@ t.test('aud, with an audience configured', async (t) => {
 t.test('token_type refresh_token: 401', async (t) => {
   await refused(t, '/orders', tokenFor({ token_type: 'refresh_token' }), invalidToken);
   await refused(t, '/orders', tokenFor({ token_type: 'urn:ietf:params:oauth:token-type:refresh_token' }), invalidToken);
+  await refused(t, '/orders', tokenFor({ token_type: 'Refresh_Token' }), invalidToken); // compared case-insensitively
   await allowed(t, '/orders', tokenFor({ token_type: 'Bearer' }));
 });
 
