@@ -16,10 +16,9 @@ export const children: ChildProcess[] = [];
 /** A TypeScript file of this folder in a child (through tsx), resolved with its first IPC message. */
 export function forkTs<M>(
   file: string,
-  options: { env?: Record<string, string>; execArgv?: readonly string[]; execPath?: string } = {},
+  options: { env?: Record<string, string>; execArgv?: readonly string[] } = {},
 ): Promise<{ child: ChildProcess; message: M }> {
   const child = fork(join(here, file), [], {
-    ...(options.execPath === undefined ? {} : { execPath: options.execPath }),
     execArgv: [...(options.execArgv ?? []), '--import', 'tsx'],
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
@@ -50,7 +49,6 @@ export interface TollgateCli {
   readonly url: string;
   readonly adminUrl: string;
   readonly pid: number;
-  readonly child: ChildProcess;
 }
 
 /**
@@ -65,10 +63,6 @@ export async function startTollgateCli(options: {
   dir: string;
   nodeArgs?: readonly string[];
   env?: Record<string, string>;
-  /** What runs node (default: this node); e.g. a script that runs it under valgrind. */
-  execPath?: string;
-  /** How long the start may take (default 60 s). */
-  readyWithinMs?: number;
 }): Promise<TollgateCli> {
   const [port, adminPort] = await Promise.all([freePort(), freePort()]);
   const file = join(options.dir, `${options.name}.yaml`);
@@ -76,14 +70,13 @@ export async function startTollgateCli(options: {
   writeFileSync(file, JSON.stringify({ listen: `127.0.0.1:${port}`, admin_listen: `127.0.0.1:${adminPort}`, ...options.config }));
   const env: NodeJS.ProcessEnv = { ...process.env, TOLLGATE_LOG_LEVEL: 'info', ...options.env };
   delete env.NODE_OPTIONS;
-  const child = spawn(options.execPath ?? process.execPath, [...(options.nodeArgs ?? []), options.cli, '--config', file], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.cli, '--config', file], {
     env,
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.push(child);
   const adminUrl = `http://127.0.0.1:${adminPort}`;
-  const readyWithinMs = options.readyWithinMs ?? 60_000;
-  const deadline = Date.now() + readyWithinMs;
+  const deadline = Date.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`tollgate ${options.name} exited with ${child.exitCode}`);
     try {
@@ -91,10 +84,10 @@ export async function startTollgateCli(options: {
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`tollgate ${options.name} was not ready within ${readyWithinMs / 1000} s`);
+    if (Date.now() > deadline) throw new Error(`tollgate ${options.name} was not ready within 60 s`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { url: `http://127.0.0.1:${port}`, adminUrl, pid: child.pid!, child };
+  return { url: `http://127.0.0.1:${port}`, adminUrl, pid: child.pid! };
 }
 
 /** Stops every child (SIGTERM, so tollgate drains and writes its CPU profile; SIGKILL after 10 s). */
