@@ -3,6 +3,7 @@
  * per configuration, and matching is a short loop over precomputed fields.
  */
 import { TollgateError } from '../errors.js';
+import { startsWithLetters } from './ascii.js';
 
 export interface Target {
   /** The normalised path: matched against routes and forwarded exactly so. */
@@ -130,7 +131,7 @@ export function requestHost(raw: readonly string[]): string | undefined {
   let host: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+    if (name.length !== 4 || !startsWithLetters(name, 'host')) continue;
     if (host !== undefined) throw malformed('the request carries more than one Host header');
     host = raw[i + 1]!;
   }

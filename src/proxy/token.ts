@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { TollgateError } from '../errors.js';
+import { startsWithLetters } from './ascii.js';
 
 export const MAX_TOKEN_BYTES = 4096;
 
@@ -84,17 +85,6 @@ function fromAuthorization(raw: readonly string[]): string | undefined {
 }
 
 /** RFC 6750 §2.3 `access_token` query parameter. */
-/**
- * Whether `text` starts with `letters` (lower-case a–z), in any case — without the copies that
- * slice() and toLowerCase() make on every request. `c | 0x20` is a letter's lower case, and only
- * the two cases of a letter map to it.
- */
-function startsWithLetters(text: string, letters: string): boolean {
-  if (text.length < letters.length) return false;
-  for (let i = 0; i < letters.length; i++) if ((text.charCodeAt(i) | 0x20) !== letters.charCodeAt(i)) return false;
-  return true;
-}
-
 function fromQuery(query: string): string | undefined {
   // Fast path, but `access%5Ftoken` is the same name once decoded: only a query with neither the
   // name nor any escape is skipped.
