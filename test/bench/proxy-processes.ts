@@ -90,10 +90,14 @@ export async function startTollgateCli(options: {
   return { url: `http://127.0.0.1:${port}`, adminUrl, pid: child.pid! };
 }
 
-/** Stops every child (SIGTERM, so tollgate drains and writes its CPU profile; SIGKILL after 10 s). */
-export async function stopAll(): Promise<void> {
+/**
+ * Stops every child, or those of these process ids (SIGTERM, so tollgate drains and writes its CPU
+ * profile; SIGKILL after 10 s).
+ */
+export async function stopAll(pids?: readonly number[]): Promise<void> {
+  const stopping = pids === undefined ? children : children.filter((child) => pids.includes(child.pid!));
   await Promise.all(
-    children.map(
+    stopping.map(
       (child) =>
         new Promise<void>((resolve) => {
           if (child.exitCode !== null || child.signalCode !== null) return resolve();
