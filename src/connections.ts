@@ -38,7 +38,19 @@ interface Tracked {
   [kConnection]?: Connection;
 }
 
-export function createConnections(server: Server): Connections {
+/** The listener's own request handlers, when the tracking calls them (`createConnections`). */
+export interface RequestHandlers {
+  request(req: IncomingMessage, res: ServerResponse): void;
+  checkContinue(req: IncomingMessage, res: ServerResponse): void;
+}
+
+/**
+ * Tracks the connections of `server`. With `handlers`, it registers the server's one `request` and
+ * `checkContinue` listener, which tracks a request and then hands it over: an event with two
+ * listeners costs a copy of its listener list at every emit, and one listener measured about 1 %
+ * less CPU per cache hit (issue 6). Without, it adds a listener of its own before any other.
+ */
+export function createConnections(server: Server, handlers?: RequestHandlers): Connections {
   const open = new Set<Connection>();
   const idleListeners: ((connection: Connection) => void)[] = [];
   let inFlight = 0;
@@ -71,9 +83,20 @@ export function createConnections(server: Server): Connections {
     if (closeAfter) noKeepAlive(res);
     res.on('close', responseClosed);
   };
-  // Before the app's own listeners: a refusal may be written in the same tick as the request.
-  server.prependListener('request', track);
-  server.prependListener('checkContinue', track);
+  // Tracked before it is handled: a refusal may be written in the same tick as the request.
+  if (handlers === undefined) {
+    server.prependListener('request', track);
+    server.prependListener('checkContinue', track);
+  } else {
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      track(req, res);
+      handlers.request(req, res);
+    });
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      track(req, res);
+      handlers.checkContinue(req, res);
+    });
+  }
   server.on('connection', (socket: Socket & Tracked) => {
     const connection: Connection = { socket, answering: [], served: false };
     socket[kConnection] = connection;
