@@ -84,18 +84,14 @@ export function createConnections(server: Server, handlers?: RequestHandlers): C
     res.on('close', responseClosed);
   };
   // Tracked before it is handled: a refusal may be written in the same tick as the request.
-  if (handlers === undefined) {
-    server.prependListener('request', track);
-    server.prependListener('checkContinue', track);
-  } else {
-    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      track(req, res);
-      handlers.request(req, res);
-    });
-    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-      track(req, res);
-      handlers.checkContinue(req, res);
-    });
+  for (const event of ['request', 'checkContinue'] as const) {
+    const handle = handlers?.[event];
+    if (handle === undefined) server.prependListener(event, track);
+    else
+      server.on(event, (req: IncomingMessage, res: ServerResponse) => {
+        track(req, res);
+        handle(req, res);
+      });
   }
   server.on('connection', (socket: Socket & Tracked) => {
     const connection: Connection = { socket, answering: [], served: false };
