@@ -28,7 +28,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { children, cpuMs, forkTs, median, startTollgateCli, stopAll } from './proxy-processes.js';
+import { children, cpuMs, forkTs, median, rotatingTokens, startTollgateCli, stopAll } from './proxy-processes.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const { values: args } = parseArgs({
@@ -56,7 +56,7 @@ const rounds = Number(args.rounds);
 const seconds = Number(args.seconds);
 const rate = Number(args.rate);
 const connections = Number(args.connections);
-const tokens = Array.from({ length: Number(args.tokens) }, (_, i) => `bench-rotating-${i.toString(36).padStart(4, '0')}-token`);
+const tokens = rotatingTokens(Number(args.tokens));
 /** One rotation per load generator, so each build sees every token in turn. */
 const rotation = () => {
   let next = 0;

@@ -1,6 +1,7 @@
 /**
  * The proxy benchmarks' processes (`run.ts`, `ab.ts`): children on 127.0.0.1 that report over
- * IPC once they listen, tollgate as its built CLI, and what is read of them (CPU time).
+ * IPC once they listen, tollgate as its built CLI, and what is read of them (CPU time); and the
+ * load both scripts share (scenario (b)'s tokens).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -124,3 +125,7 @@ export const median = (values: readonly number[]): number => {
   const mid = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 };
+
+/** Scenario (b)'s distinct tokens, the same in `run.ts` and `ab.ts --tokens`. */
+export const rotatingTokens = (n: number): string[] =>
+  Array.from({ length: n }, (_, i) => `bench-rotating-${i.toString(36).padStart(4, '0')}-token`);

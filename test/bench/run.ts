@@ -22,7 +22,7 @@ import { join, resolve } from 'node:path';
 import { createHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import autocannon, { type Options } from 'autocannon';
-import { cpuMs, forkTs, median, startTollgateCli, stopAll } from './proxy-processes.js';
+import { cpuMs, forkTs, median, rotatingTokens, startTollgateCli, stopAll } from './proxy-processes.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const root = resolve(here, '../..');
@@ -344,7 +344,7 @@ async function main(): Promise<number> {
   }
 
   if (wanted('b')) {
-    const tokens = Array.from({ length: ROTATING_TOKENS }, (_, i) => `bench-rotating-${i.toString(36).padStart(4, '0')}-token`);
+    const tokens = rotatingTokens(ROTATING_TOKENS);
     let next = 0;
     const rotating: Load = {
       path: PATH,
