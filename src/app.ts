@@ -82,13 +82,13 @@ export async function startApp(options: AppOptions): Promise<App> {
   });
   const proxy = createServer(serverTimeouts(config.server));
   const connections = createConnections(proxy, {
-    request: (req, res) => void handle(req, res),
+    request: (req, res) => handle(req, res),
     // SPEC §3.8: `100 Continue` only once the request is authorised.
-    checkContinue: (req, res) => void handle(req, res, true),
+    checkContinue: (req, res) => handle(req, res, true),
   });
   const drain = createDrain(proxy, { connections });
   // SPEC §3.8: authorised like any request, then tunnelled.
-  proxy.on('upgrade', (req, socket, head) => void upgrades.handle(req, socket, head));
+  proxy.on('upgrade', (req, socket, head) => upgrades.handle(req, socket, head));
   // Node's parser refused the request (smuggling attempts among them): plain 400, then close;
   // a client too slow with its headers or body (slowloris) gets 408.
   proxy.on('clientError', createClientErrorHandler(connections));

@@ -16,11 +16,11 @@ export interface UpstreamOptions {
 
 export interface Upstream {
   /**
-   * Sends the request and streams the answer to `res`. Rejects with bad_gateway or
-   * gateway_timeout when no answer arrives; once the answer has started, a failure can only cut
-   * the client's connection.
+   * Sends the request and streams the answer to `res`, then calls `done` once: with the result,
+   * or with a bad_gateway or gateway_timeout error when no answer arrived (once the answer has
+   * started, a failure can only cut the client's connection).
    */
-  forward(req: IncomingMessage, res: ServerResponse, path: string, headers: string[]): Promise<ForwardResult>;
+  forward(req: IncomingMessage, res: ServerResponse, path: string, headers: string[], done: ForwardDone): void;
   close(): Promise<void>;
 }
 
@@ -36,6 +36,12 @@ export interface ForwardResult {
   /** Until the upstream's response headers (milliseconds). */
   readonly upstreamMs: number;
 }
+
+/**
+ * Called once a forward is over. A callback, not a promise: on the cache-hit path the promise
+ * chain of an async forward cost about as much as routing (issue 6).
+ */
+export type ForwardDone = (outcome: ForwardResult | Error) => void;
 
 /** The pool settings, shared with the benchmark's bare proxy so both are measured alike. */
 export function createUpstreamPool(url: string, timeoutMs: number): Pool {
@@ -54,9 +60,9 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   const pool = createUpstreamPool(options.url, options.timeoutMs);
 
   return {
-    async forward(req, res, path, headers) {
+    forward(req, res, path, headers, done) {
       // The client left while its token was checked: nothing to forward, nobody to answer.
-      if (req.socket.destroyed) return { status: CLIENT_CLOSED, upstreamMs: 0 };
+      if (req.socket.destroyed) return done({ status: CLIENT_CLOSED, upstreamMs: 0 });
       const abort = new AbortController();
       const onClose = () => {
         if (!res.writableFinished) abort.abort();
@@ -64,42 +70,46 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       res.once('close', onClose);
       const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
       const started = performance.now();
-      let answer: Awaited<ReturnType<Pool['request']>>;
-      try {
-        answer = await pool.request({
-          path: prefix + path,
-          method: req.method as 'GET',
-          headers,
-          body: hasBody ? req : null,
-          signal: abort.signal,
-        });
-      } catch (err) {
-        res.off('close', onClose);
-        if (abort.signal.aborted) return { status: CLIENT_CLOSED, upstreamMs: performance.now() - started };
-        if (err instanceof undiciErrors.HeadersTimeoutError) {
-          throw new TollgateError('gateway_timeout', 'the upstream did not answer in time', { cause: err });
+      const options = {
+        path: prefix + path,
+        method: req.method as 'GET',
+        headers,
+        body: hasBody ? req : null,
+        signal: abort.signal,
+      };
+      pool.request(options, (err, answer) => {
+        const upstreamMs = performance.now() - started;
+        if (err !== null) {
+          res.off('close', onClose);
+          if (abort.signal.aborted) return done({ status: CLIENT_CLOSED, upstreamMs });
+          if (err instanceof undiciErrors.HeadersTimeoutError) {
+            return done(new TollgateError('gateway_timeout', 'the upstream did not answer in time', { cause: err }));
+          }
+          return done(new TollgateError('bad_gateway', 'the upstream could not be reached', { cause: err }));
         }
-        throw new TollgateError('bad_gateway', 'the upstream could not be reached', { cause: err });
-      }
-      const upstreamMs = performance.now() - started;
-      if (answer.statusCode === 431) {
-        // The head the upstream refused is the one tollgate wrote, identity headers included (a
-        // claim may be large; SPEC §3.7 sends values whole, never truncated): the gateway failed,
-        // not the client, whose own head already passed tollgate's parser.
-        res.off('close', onClose);
-        answer.body.resume();
-        throw new TollgateError('bad_gateway', 'the upstream refused the request tollgate sent');
-      }
-      res.writeHead(answer.statusCode, responseHeaders(answer.headers));
-      await new Promise<void>((resolve) => {
+        if (answer.statusCode === 431) {
+          // The head the upstream refused is the one tollgate wrote, identity headers included (a
+          // claim may be large; SPEC §3.7 sends values whole, never truncated): the gateway failed,
+          // not the client, whose own head already passed tollgate's parser.
+          res.off('close', onClose);
+          answer.body.resume();
+          return done(new TollgateError('bad_gateway', 'the upstream refused the request tollgate sent'));
+        }
+        try {
+          res.writeHead(answer.statusCode, responseHeaders(answer.headers));
+        } catch (err) {
+          // Thrown inside undici's callback it would be lost, and the client never answered.
+          res.off('close', onClose);
+          answer.body.destroy();
+          return done(err as Error);
+        }
         pipeline(answer.body, res, (err) => {
           res.off('close', onClose);
           // Past the headers nothing can be said to the client: cut its connection instead.
           if (err) res.destroy();
-          resolve();
+          done({ status: answer.statusCode, upstreamMs });
         });
       });
-      return { status: answer.statusCode, upstreamMs };
     },
     close: () => pool.close(),
   };

@@ -9,7 +9,7 @@ import { createAccessLog, type AccessLine, type Logger } from '../observability/
 import type { Metrics } from '../observability/metrics.js';
 import type { Runtime } from '../runtime.js';
 import type { Answer } from './answer.js';
-import { CLIENT_CLOSED, type ForwardResult, type Upstream } from './forward.js';
+import { CLIENT_CLOSED, type ForwardDone, type ForwardResult, type Upstream } from './forward.js';
 import { checkFraming, mustClose } from './framing.js';
 import { buildUpstreamHeaders } from './headers.js';
 import type { IntrospectionCache, Lookup } from './introspect.js';
@@ -41,8 +41,8 @@ export interface Decision {
 
 /** How one kind of exchange (a plain request, a WebSocket upgrade) answers the pipeline. */
 export interface Exchange {
-  /** Sends the authorised request upstream and relays its answer. */
-  forward(decision: Decision): Promise<ForwardResult>;
+  /** Sends the authorised request upstream, relays its answer, and calls `done` once. */
+  forward(decision: Decision, done: ForwardDone): void;
   /** Writes a refusal (SPEC §4), unless the answer has already started. */
   refuse(refusal: RenderedError): void;
 }
@@ -52,9 +52,9 @@ export interface Exchange {
  * `exchange.refuse`, and every request writes one access line. Plain requests and upgrades share
  * it, so an upgrade is authorised exactly like a request.
  */
-export type Pipeline = (req: IncomingMessage, exchange: Exchange) => Promise<void>;
+export type Pipeline = (req: IncomingMessage, exchange: Exchange) => void;
 
-export type Handler = (req: IncomingMessage, res: ServerResponse, expectContinue?: boolean) => Promise<void>;
+export type Handler = (req: IncomingMessage, res: ServerResponse, expectContinue?: boolean) => void;
 
 export function createPipeline(deps: PipelineDeps): Pipeline {
   const { cache, clock, metrics, logger } = deps;
@@ -100,7 +100,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     return found instanceof Promise ? found.then(authorized) : authorized(found);
   };
 
-  return async function run(req, exchange) {
+  return function run(req, exchange) {
     const started = performance.now();
     const runtime = deps.runtime();
     const line: AccessLine = {
@@ -115,28 +115,49 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       duration_ms: 0,
       upstream_ms: null,
     };
-    try {
-      const decided = decide(req, runtime, line);
-      const result = await exchange.forward(decided instanceof Promise ? await decided : decided);
-      line.status = result.status;
-      line.upstream_ms = round(result.upstreamMs);
-      if (result.status !== CLIENT_CLOSED) {
-        upstreamDuration.labels(statusClass(result.status)).observe(result.upstreamMs / 1000);
-      }
-    } catch (err) {
-      const refusal = isTollgateError(err) ? err : unexpected(err, logger);
-      line.code = refusal.code;
-      line.outcome = refusal.kind.outcome;
-      line.status = refusal.kind.status;
-      exchange.refuse(renderError(refusal));
-    } finally {
+    // Callbacks rather than awaits: a cache hit goes from the request to the upstream and back
+    // without a promise (issue 6). Each path below ends in `finish` exactly once.
+    const finish = () => {
       const seconds = (performance.now() - started) / 1000;
       line.duration_ms = round(seconds * 1000);
       requests.labels(line.outcome, line.provider ?? 'none').inc();
       requestDuration.labels(line.outcome).observe(seconds);
       // Last use of the line: it may be formatted later, when its batch is written (log.ts).
       if (runtime.config.access_log) accessLog(line);
+    };
+    const refuse = (err: unknown) => {
+      const refusal = isTollgateError(err) ? err : unexpected(err, logger);
+      line.code = refusal.code;
+      line.outcome = refusal.kind.outcome;
+      line.status = refusal.kind.status;
+      exchange.refuse(renderError(refusal));
+      finish();
+    };
+    const forwarded = (outcome: ForwardResult | Error) => {
+      if (outcome instanceof Error) return refuse(outcome);
+      line.status = outcome.status;
+      line.upstream_ms = round(outcome.upstreamMs);
+      if (outcome.status !== CLIENT_CLOSED) {
+        upstreamDuration.labels(statusClass(outcome.status)).observe(outcome.upstreamMs / 1000);
+      }
+      finish();
+    };
+    const forward = (decision: Decision) => {
+      try {
+        exchange.forward(decision, forwarded);
+      } catch (err) {
+        // A bug before the upstream was asked: forwarded was not called.
+        refuse(err);
+      }
+    };
+    let decided: Decision | Promise<Decision>;
+    try {
+      decided = decide(req, runtime, line);
+    } catch (err) {
+      return refuse(err);
     }
+    if (decided instanceof Promise) decided.then(forward, refuse);
+    else forward(decided);
   };
 }
 
@@ -144,10 +165,10 @@ export function createHandler(deps: HandlerDeps): Handler {
   const run = createPipeline(deps);
   return (req, res, expectContinue = false) =>
     run(req, {
-      forward(decision) {
+      forward(decision, done) {
         // SPEC §3.8: the client sends its body only once the request is authorised.
         if (expectContinue) res.writeContinue();
-        return deps.upstream.forward(req, res, decision.path, decision.headers);
+        deps.upstream.forward(req, res, decision.path, decision.headers, done);
       },
       refuse({ status, headers, body }) {
         if (res.headersSent) return;

@@ -22,7 +22,7 @@ export interface UpgradeOptions {
 
 export interface Upgrades {
   /** The server's `upgrade` listener. */
-  handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void>;
+  handle(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Cuts every open tunnel: an upgraded connection never drains by itself (used at shutdown). */
   closeAll(): void;
 }
@@ -108,7 +108,7 @@ export function createUpgrades(run: Pipeline, options: UpgradeOptions): Upgrades
     handle(req, socket, head) {
       track(socket);
       return run(req, {
-        forward: (decision) => tunnel(req, socket, head, decision),
+        forward: (decision, done) => void tunnel(req, socket, head, decision).then(done, done),
         refuse({ status, headers, body }: RenderedError) {
           if (!socket.writable) return void socket.destroy();
           socket.end(responseHead(status, Object.entries({ ...headers, connection: 'close' })) + body);

@@ -1,10 +1,10 @@
 /**
  * The benchmark's reference: a pass-through proxy that does no authentication at all — the most a
  * Node proxy can do. It uses tollgate's own upstream pool settings (`createUpstreamPool`) and
- * forwards exactly as src/proxy/forward.ts does (undici `request`, the request body streamed in,
- * the answer piped out, hop-by-hop response headers dropped), so the difference between the two is
- * what tollgate adds: routing, the token, the cache, the checks, identity headers, metrics, the
- * access log.
+ * forwards exactly as src/proxy/forward.ts does (undici `request` with a callback, the request
+ * body streamed in, the answer piped out, hop-by-hop response headers dropped), so the difference
+ * between the two is what tollgate adds: routing, the token, the cache, the checks, identity
+ * headers, metrics, the access log.
  *
  * Runs in its own process; reports `{ url }` to its parent over IPC.
  */
@@ -43,27 +43,27 @@ const server = createServer((req, res) => {
   };
   res.once('close', onClose);
   const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-  pool
-    .request({
+  pool.request(
+    {
       path: req.url ?? '/',
       method: req.method as Dispatcher.HttpMethod,
       headers,
       body: hasBody ? req : null,
       signal: abort.signal,
-    })
-    .then(
-      (answer) => {
-        res.writeHead(answer.statusCode, responseHeaders(answer.headers));
-        pipeline(answer.body, res, (err) => {
-          res.off('close', onClose);
-          if (err) res.destroy();
-        });
-      },
-      () => {
+    },
+    (err, answer) => {
+      if (err !== null) {
         res.off('close', onClose);
         if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' }).end('{"error":"bad_gateway"}');
-      },
-    );
+        return;
+      }
+      res.writeHead(answer.statusCode, responseHeaders(answer.headers));
+      pipeline(answer.body, res, (err) => {
+        res.off('close', onClose);
+        if (err) res.destroy();
+      });
+    },
+  );
 });
 
 server.listen(0, '127.0.0.1', () => {

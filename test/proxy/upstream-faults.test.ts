@@ -14,6 +14,7 @@ import { assertRefusal, bearer } from '../helpers/http.js';
 import { providerEntry, startTollgate, withTimeout } from '../helpers/tollgate.js';
 import { startUpstream } from '../helpers/upstream.js';
 import { json, startFakeProvider } from '../helpers/fake-provider.js';
+import { createUpstream, type ForwardResult } from '../../src/proxy/forward.js';
 
 const op = await startOidcProvider();
 t.teardown(() => op.close());
@@ -187,4 +188,37 @@ t.test('a client that leaves while its token is being checked: nothing is forwar
   );
   t.match(gate.accessLines()[0], { status: 499, outcome: 'allowed', cache: 'miss' });
   t.equal(upstream.requests.length, 0, 'the upstream never saw it');
+});
+
+t.test('a response head Node refuses to write is reported to the pipeline, not lost in undici', async (t) => {
+  // Undici's parser and Node's writeHead accept the same heads today; this guards the callback
+  // boundary should they ever differ: the request is answered instead of left hanging.
+  const upstream = await startUpstream();
+  t.teardown(() => upstream.close());
+  const forwarder = createUpstream({ url: upstream.url, timeoutMs: 5000 });
+  t.teardown(() => forwarder.close());
+  const outcomes: (ForwardResult | Error)[] = [];
+  const server = createServer((req, res) => {
+    res.writeHead = () => {
+      throw new Error('refused head');
+    };
+    forwarder.forward(req, res, '/x', [], (outcome) => {
+      outcomes.push(outcome);
+      res.destroy();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise((r) => server.close(r)));
+  const { port } = server.address() as AddressInfo;
+  await withTimeout(
+    undiciRequest(`http://127.0.0.1:${port}/`).then(
+      () => t.fail('the client was answered'),
+      () => undefined,
+    ),
+    5000,
+    'the client was never answered',
+  );
+  t.equal(outcomes.length, 1, 'done called once');
+  t.match(outcomes[0], { message: 'refused head' });
+  t.equal(upstream.requests.length, 1, 'the upstream answered');
 });
