@@ -37,6 +37,17 @@ interface Fault {
   check?: (t: Test) => void | Promise<void>;
 }
 
+/** Until the answer may be written to again, or is gone; leaves no listener behind. */
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done).off('close', done);
+      resolve();
+    };
+    res.once('drain', done).once('close', done);
+  });
+}
+
 /** Bytes the 10 MB answer got out before tollgate hung up, and whether it was all sent. */
 const big = { written: 0, finished: false };
 /** HTTP requests that reached the untrusted TLS server. */
@@ -85,7 +96,7 @@ const faults: Record<string, Fault> = {
       res.write('{"active":true,"pad":"');
       while (big.written < 10 * 1024 * 1024 && !res.destroyed) {
         big.written += chunk.length;
-        if (!res.write(chunk)) await new Promise((r) => (res.once('drain', r), res.once('close', r)));
+        if (!res.write(chunk)) await drainedOrClosed(res);
       }
       if (!res.destroyed) res.end('"}', () => (big.finished = true));
     },
