@@ -1,8 +1,8 @@
 /**
  * The benchmark's reference: a pass-through proxy that does no authentication at all — the most a
  * Node proxy can do. It uses tollgate's own upstream pool settings (`createUpstreamPool`) and
- * forwards exactly as src/proxy/forward.ts does (undici `request` with a callback, the request
- * body streamed in, the answer piped out, hop-by-hop response headers dropped), so the difference
+ * forwards exactly as src/proxy/forward.ts does (undici `stream`, the request body streamed in,
+ * the answer written straight into the response, hop-by-hop response headers dropped), so the difference
  * between the two is what tollgate adds: routing, the token, the cache, the checks, identity
  * headers, metrics, the access log.
  *
@@ -10,7 +10,6 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pipeline } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { createUpstreamPool } from '../../src/proxy/forward.js';
 import { responseHeaders } from '../../src/proxy/headers.js';
@@ -43,7 +42,7 @@ const server = createServer((req, res) => {
   };
   res.once('close', onClose);
   const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-  pool.request(
+  pool.stream(
     {
       path: req.url ?? '/',
       method: req.method as Dispatcher.HttpMethod,
@@ -51,17 +50,15 @@ const server = createServer((req, res) => {
       body: hasBody ? req : null,
       signal: abort.signal,
     },
-    (err, answer) => {
-      if (err !== null) {
-        res.off('close', onClose);
-        if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' }).end('{"error":"bad_gateway"}');
-        return;
+    ({ statusCode, headers: answerHeaders }) => {
+      res.writeHead(statusCode, responseHeaders(answerHeaders));
+      return res;
+    },
+    (err) => {
+      res.off('close', onClose);
+      if (err !== null && !res.headersSent) {
+        res.writeHead(502, { 'content-type': 'application/json' }).end('{"error":"bad_gateway"}');
       }
-      res.writeHead(answer.statusCode, responseHeaders(answer.headers));
-      pipeline(answer.body, res, (err) => {
-        res.off('close', onClose);
-        if (err) res.destroy();
-      });
     },
   );
 });
