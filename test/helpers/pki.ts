@@ -43,7 +43,15 @@ export interface Pki {
 }
 
 export function createPki(dir: string): Pki {
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Bounded: once in a full run a test file produced nothing until tap's 120 s timeout, with these
+  // calls and key generation as its only blocking work; a stuck openssl now fails with its arguments.
+  const openssl = (...args: string[]) => {
+    try {
+      return execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
+    } catch (err) {
+      throw new Error(`openssl ${args.join(' ')} failed or took over 30 s`, { cause: err });
+    }
+  };
   const write = (name: string, content: string) => {
     const file = path.join(dir, name);
     writeFileSync(file, content, { mode: 0o600 });
