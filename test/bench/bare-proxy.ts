@@ -1,18 +1,16 @@
 /**
  * The benchmark's reference: a pass-through proxy that does no authentication at all — the most a
- * Node proxy can do. It uses tollgate's own upstream pool settings (`createUpstreamPool`) and
- * forwards exactly as src/proxy/forward.ts does (undici `stream`, the request body streamed in,
- * the answer written straight into the response, hop-by-hop response headers dropped), so the difference
- * between the two is what tollgate adds: routing, the token, the cache, the checks, identity
- * headers, metrics, the access log.
+ * Node proxy can do. It forwards with tollgate's own code (`relay` and `createUpstreamPool` of
+ * src/proxy/forward.ts: the same pool settings, the request body streamed in, the answer written
+ * straight into the response, hop-by-hop response headers dropped), so the difference between
+ * the two is what tollgate adds: routing, the token, the cache, the checks, identity headers,
+ * metrics, the access log.
  *
  * Runs in its own process; reports `{ url }` to its parent over IPC.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Dispatcher } from 'undici';
-import { createUpstreamPool } from '../../src/proxy/forward.js';
-import { responseHeaders } from '../../src/proxy/headers.js';
+import { createUpstreamPool, relay } from '../../src/proxy/forward.js';
 
 const upstreamUrl = process.env.BENCH_UPSTREAM_URL;
 if (upstreamUrl === undefined) throw new Error('BENCH_UPSTREAM_URL is required');
@@ -36,31 +34,11 @@ const server = createServer((req, res) => {
   for (let i = 0; i < raw.length; i += 2) {
     if (!HOP_BY_HOP.has(raw[i]!.toLowerCase())) headers.push(raw[i]!, raw[i + 1]!);
   }
-  const abort = new AbortController();
-  const onClose = () => {
-    if (!res.writableFinished) abort.abort();
-  };
-  res.once('close', onClose);
-  const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
-  pool.stream(
-    {
-      path: req.url ?? '/',
-      method: req.method as Dispatcher.HttpMethod,
-      headers,
-      body: hasBody ? req : null,
-      signal: abort.signal,
-    },
-    ({ statusCode, headers: answerHeaders }) => {
-      res.writeHead(statusCode, responseHeaders(answerHeaders));
-      return res;
-    },
-    (err) => {
-      res.off('close', onClose);
-      if (err !== null && !res.headersSent) {
-        res.writeHead(502, { 'content-type': 'application/json' }).end('{"error":"bad_gateway"}');
-      }
-    },
-  );
+  relay(pool, req, res, req.url ?? '/', headers, (outcome) => {
+    if (outcome instanceof Error && !res.headersSent) {
+      res.writeHead(502, { 'content-type': 'application/json' }).end('{"error":"bad_gateway"}');
+    }
+  });
 });
 
 server.listen(0, '127.0.0.1', () => {
