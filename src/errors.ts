@@ -50,6 +50,10 @@ export interface TollgateErrorOptions {
   cause?: unknown;
 }
 
+/** Not under `--frozen-intrinsics` (or another freeze of Error), where assigning it would throw. */
+const STACK_LIMIT_WRITABLE =
+  Object.getOwnPropertyDescriptor(Error, 'stackTraceLimit')?.writable === true && Object.isExtensible(Error);
+
 /**
  * The one error class. `description` is a fixed, human-readable sentence chosen by tollgate:
  * never built from a token, a header value or a provider's answer, so it is safe to send and log.
@@ -62,7 +66,12 @@ export class TollgateError extends Error {
   readonly challenge: boolean;
 
   constructor(code: ErrorCode, description: string, options: TollgateErrorOptions = {}) {
+    // A refusal is an answer, not a bug: its stack is never read (a failure's `cause` keeps its
+    // own), and capturing one was most of what a 401 cost (issue 6).
+    const stackTraceLimit = Error.stackTraceLimit;
+    if (STACK_LIMIT_WRITABLE) Error.stackTraceLimit = 0;
     super(`${code}: ${description}`, options.cause === undefined ? undefined : { cause: options.cause });
+    if (STACK_LIMIT_WRITABLE) Error.stackTraceLimit = stackTraceLimit;
     this.name = 'TollgateError';
     this.code = code;
     this.description = description;
@@ -88,13 +97,33 @@ function quote(value: string): string {
 }
 
 export interface RenderedError {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
+  readonly status: number;
+  /** Shared between refusals alike: copy before adding to it. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
 }
+
+/**
+ * Refusals already rendered, by everything that shapes one. Descriptions are tollgate's fixed
+ * sentences and scopes come from the configuration, so there are few; the bound only guards
+ * against a mistake elsewhere.
+ */
+const rendered = new Map<string, RenderedError>();
+const MAX_RENDERED = 256;
 
 /** The headers and body of a refusal, exactly as SPEC §4 prescribes. */
 export function renderError(err: TollgateError): RenderedError {
+  const retryAfter = err.kind.status === 503 ? Math.max(1, Math.ceil(err.retryAfterS)) : 0;
+  const key = `${err.code}\n${err.description}\n${err.scope ?? ''}\n${err.challenge}\n${retryAfter}`;
+  let refusal = rendered.get(key);
+  if (refusal === undefined) {
+    refusal = Object.freeze(render(err, retryAfter));
+    if (rendered.size < MAX_RENDERED) rendered.set(key, refusal);
+  }
+  return refusal;
+}
+
+function render(err: TollgateError, retryAfter: number): RenderedError {
   const kind = err.kind;
   const headers: Record<string, string> = {
     'content-type': 'application/json',
@@ -107,8 +136,8 @@ export function renderError(err: TollgateError): RenderedError {
     if (err.scope !== undefined) challenge += `, scope=${quote(err.scope)}`;
     headers['www-authenticate'] = challenge;
   }
-  if (kind.status === 503) headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterS)));
+  if (kind.status === 503) headers['retry-after'] = String(retryAfter);
   const body = JSON.stringify({ error: err.code, error_description: err.description });
   headers['content-length'] = String(Buffer.byteLength(body));
-  return { status: kind.status, headers, body };
+  return { status: kind.status, headers: Object.freeze(headers), body };
 }

@@ -173,8 +173,7 @@ export function createHandler(deps: HandlerDeps): Handler {
       refuse({ status, headers, body }) {
         if (res.headersSent) return;
         // A body that was never read (or cannot be delimited) must not be parsed as a next request.
-        if (mustClose(req)) headers.connection = 'close';
-        res.writeHead(status, headers).end(body);
+        res.writeHead(status, mustClose(req) ? { ...headers, connection: 'close' } : headers).end(body);
       },
     });
 }
