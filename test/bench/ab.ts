@@ -14,9 +14,10 @@
  * warm-up: a process's own JIT decisions set its speed by a few per cent for its whole life (one
  * pair of processes measured 0.950 for a change that three other pairs put at 1.006–1.027), so a
  * single start cannot tell a 2 % change from its compilation luck. `--tokens 10000` rotates that
- * many tokens, all cached, as scenario (b) does. `--baseline bare` puts the benchmark's bare proxy
- * in the baseline's place: the CPU ratio that `npm run bench`'s throughput ratio approaches on a
- * quiet machine (the proxy is what saturates). `--current-config '{"access_log":false}'` measures
+ * many tokens, all cached, as scenario (b) does; `--no-token` measures 401s, as scenario (e)
+ * does (against another build: the bare proxy forwards them). `--baseline bare` puts the
+ * benchmark's bare proxy in the baseline's place: the CPU ratio that `npm run bench`'s throughput
+ * ratio approaches on a quiet machine (the proxy is what saturates). `--current-config '{"access_log":false}'` measures
  * what a setting costs instead (one build, two configurations). Prints each round, the median of
  * every round and the median of each start (current ÷ baseline: below 1 is cheaper). Read a median
  * within ±1.5 % as no difference unless the starts agree. Loopback only; every round is bounded
@@ -45,6 +46,8 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '25' },
     /** Rotate this many distinct tokens, as scenario (b) does (0: one token, scenario (a)). */
     tokens: { type: 'string', default: '0' },
+    /** Send no token and measure CPU per 401, as scenario (e) does. */
+    'no-token': { type: 'boolean', default: false },
     /** JSON merged into the current build's configuration: what a setting costs, e.g. `{"access_log":false}`. */
     'current-config': { type: 'string', default: '{}' },
   },
@@ -57,6 +60,9 @@ const seconds = Number(args.seconds);
 const rate = Number(args.rate);
 const connections = Number(args.connections);
 const tokens = rotatingTokens(Number(args.tokens));
+const noToken = args['no-token'];
+/** The responses counted: 2xx of cache hits, or the 401s of requests without a token. */
+const counted = noToken ? '401' : '200';
 /** One rotation per load generator, so each build sees every token in turn. */
 const rotation = () => {
   let next = 0;
@@ -66,14 +72,14 @@ const rotation = () => {
   };
 };
 
-/** Both builds under the same load at once; CPU µs per 2xx response of each. */
+/** Both builds under the same load at once; CPU µs per counted response of each. */
 async function round(builds: readonly { url: string; pid: number }[], durationS: number): Promise<number[]> {
   const before = builds.map((b) => cpuMs(b.pid));
   const results = await Promise.all(
     builds.map((b) =>
       autocannon({
         url: `${b.url}/api/orders?limit=10`,
-        headers: { authorization: 'Bearer bench-ab-token' },
+        headers: noToken ? {} : { authorization: 'Bearer bench-ab-token' },
         // Scenario (b) with --tokens N: each request the next of N tokens, all cached in the warm-up.
         ...(tokens.length > 0 ? { requests: [{ setupRequest: rotation() }] } : {}),
         connections,
@@ -83,7 +89,9 @@ async function round(builds: readonly { url: string; pid: number }[], durationS:
       }),
     ),
   );
-  return builds.map((b, i) => ((cpuMs(b.pid) - before[i]!) * 1000) / Math.max(1, results[i]!.statusCodeStats['200']?.count ?? 0));
+  return builds.map(
+    (b, i) => ((cpuMs(b.pid) - before[i]!) * 1000) / Math.max(1, results[i]!.statusCodeStats[counted]?.count ?? 0),
+  );
 }
 
 // However this script ends (done, failed, Ctrl-C), its children end with it.
