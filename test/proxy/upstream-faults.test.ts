@@ -5,14 +5,13 @@
  * away aborts the upstream request — 1,000 times over without leaking a socket or a handle.
  */
 import t from 'tap';
-import { createHash } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request as undiciRequest } from 'undici';
 import { startOidcProvider } from '../../dev/oidc-provider.js';
 import { assertRefusal, bearer } from '../helpers/http.js';
-import { providerEntry, startTollgate, waitFor, withTimeout } from '../helpers/tollgate.js';
+import { providerEntry, startTollgate, withTimeout } from '../helpers/tollgate.js';
 import { startUpstream } from '../helpers/upstream.js';
 import { json, startFakeProvider } from '../helpers/fake-provider.js';
 import { createUpstream, type ForwardResult } from '../../src/proxy/forward.js';
@@ -222,51 +221,4 @@ t.test('a response head Node refuses to write is reported to the pipeline, not l
   t.equal(outcomes.length, 1, 'done called once');
   t.match(outcomes[0], { message: 'refused head' });
   t.equal(upstream.requests.length, 1, 'the upstream answered');
-});
-
-t.test('a large answer to a client that pauses: relayed with back-pressure, every byte in order', async (t) => {
-  // The client reads nothing until the upstream is held back, so tollgate's writes to it fill up
-  // and the relay pauses undici's reading (forward.ts, onData); then 64 MB must arrive whole.
-  const CHUNK = 64 * 1024;
-  const CHUNKS = 1024;
-  const chunk = (i: number) => Buffer.alloc(CHUNK, i % 251);
-  const upstream = await startUpstream({ record: false });
-  t.teardown(() => upstream.close());
-  const progress = { written: 0, blocked: false };
-  upstream.handle((_req, res) => {
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(CHUNK * CHUNKS) });
-    let i = 0;
-    const more = () => {
-      while (i < CHUNKS) {
-        progress.written += CHUNK;
-        if (!res.write(chunk(i++))) {
-          progress.blocked = true;
-          return void res.once('drain', more);
-        }
-      }
-      res.end();
-    };
-    more();
-  });
-  const gate = await startTollgate(t, { upstream: { url: upstream.url }, providers: [provider] });
-  const expected = createHash('sha256');
-  for (let i = 0; i < CHUNKS; i++) expected.update(chunk(i));
-
-  const socket = connect(Number(new URL(gate.url).port), '127.0.0.1');
-  t.teardown(() => socket.destroy());
-  socket.pause();
-  socket.write(`GET /large HTTP/1.1\r\nHost: api.test\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`);
-  await waitFor(() => progress.blocked, 10_000, 'the upstream was never held back');
-  const heldAt = progress.written;
-  t.ok(heldAt < CHUNK * CHUNKS, `held back after ${heldAt} of ${CHUNK * CHUNKS} bytes`);
-
-  const received: Buffer[] = [];
-  socket.on('data', (data: Buffer) => received.push(data));
-  socket.resume();
-  await withTimeout(new Promise((r) => socket.once('end', r)), 30_000, 'the answer never ended');
-  const bytes = Buffer.concat(received);
-  const bodyAt = bytes.indexOf('\r\n\r\n') + 4;
-  t.match(bytes.subarray(0, bodyAt).toString('latin1'), /^HTTP\/1\.1 200 /);
-  t.equal(bytes.length - bodyAt, CHUNK * CHUNKS, 'every byte arrived');
-  t.equal(createHash('sha256').update(bytes.subarray(bodyAt)).digest('hex'), expected.digest('hex'), 'in order');
 });
