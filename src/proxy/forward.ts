@@ -89,7 +89,8 @@ export function relay(
  * into `res`, with back-pressure (undici's parser pauses while `res` is full), and a client that
  * leaves aborts the upstream request through the abort function undici hands over. These are the
  * handler methods undici 7's own request() and stream() implement, so undici calls them as they
- * are, without an adapter in between.
+ * are, without an adapter in between (its documentation describes the newer onRequestStart …
+ * methods, which undici 7 wraps into these; nodejs/undici#4780).
  *
  * Hand-written because it is most of a cache hit's work (issue 6, ab.ts against the previous
  * build): request() + stream.pipeline made a Readable per answer and an AbortController that
