@@ -51,8 +51,7 @@ export interface TollgateErrorOptions {
 }
 
 /** Not under `--frozen-intrinsics` (or another freeze of Error), where assigning it would throw. */
-const STACK_LIMIT_WRITABLE =
-  Object.getOwnPropertyDescriptor(Error, 'stackTraceLimit')?.writable === true && Object.isExtensible(Error);
+const STACK_LIMIT_WRITABLE = Object.getOwnPropertyDescriptor(Error, 'stackTraceLimit')?.writable === true;
 
 /**
  * The one error class. `description` is a fixed, human-readable sentence chosen by tollgate:

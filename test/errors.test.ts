@@ -186,3 +186,28 @@ t.test('the documented error table agrees with src/errors.ts', async (t) => {
     );
   }
 });
+
+t.test('a TollgateError carries no stack frames, and leaves stack traces of other errors alone', async (t) => {
+  const limit = Error.stackTraceLimit;
+  const cause = new Error('the provider timed out');
+  const err = new TollgateError('temporarily_unavailable', 'the provider did not answer', { cause });
+  t.equal(Error.stackTraceLimit, limit, 'the global limit is restored');
+  t.notMatch(err.stack ?? '', /\n\s+at /, 'no frames captured for a refusal');
+  t.match(err.stack, /^TollgateError: temporarily_unavailable: the provider did not answer/);
+  t.equal(err.cause, cause);
+  t.match(cause.stack, /\n\s+at /, 'the cause keeps its own frames');
+  t.match(new Error('after').stack, /\n\s+at /, 'errors made afterwards still capture theirs');
+});
+
+t.test('refusals alike share one frozen rendering; any difference renders anew', async (t) => {
+  const scoped = (scope: string) => renderError(new TollgateError('insufficient_scope', 'needs more', { scope }));
+  const first = scoped('orders:write');
+  t.equal(scoped('orders:write'), first, 'the same object for the same refusal');
+  t.ok(Object.isFrozen(first) && Object.isFrozen(first.headers), 'frozen: a caller cannot change it for the next');
+  t.not(scoped('orders:admin'), first);
+  t.match(scoped('orders:admin').headers['www-authenticate'], /scope="orders:admin"/);
+  const unavailable = (retryAfterS: number) =>
+    renderError(new TollgateError('temporarily_unavailable', 'busy', { retryAfterS })).headers['retry-after'];
+  t.equal(unavailable(1.2), '2');
+  t.equal(unavailable(7), '7', 'Retry-After is part of what makes two refusals alike');
+});
