@@ -79,8 +79,8 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
   const finish = (c: oidc.Configuration) => {
     c[oidc.customFetch] = guardedFetch(config, http);
     // The provider fetch bounds each exchange itself (`timeout_ms`, one timer for head and body).
-    // openid-client's own timeout would add an AbortSignal.timeout() to every introspection call:
-    // a transferable signal, about 8 % of a cache miss's CPU time (issue 6, scenario c).
+    // openid-client's own timeout would add an AbortSignal.timeout() to every introspection call,
+    // with its timer and listener: about 2 % of a cache miss's CPU time (issue 6, scenario c).
     c.timeout = 0;
     if (insecure) oidc.allowInsecureRequests(c);
     applyAnswerChecks(config, c);
