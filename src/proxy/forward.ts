@@ -116,9 +116,11 @@ class Relay implements Dispatcher.DispatchHandler {
     res.once('close', this.onResponseClose);
   }
 
-  /** `res` closed before the answer was all written: the client left, or its connection broke. */
+  /**
+   * `res` closed while this exchange was on (`finish` removes the listener): the client left, or
+   * its connection broke, before the answer was all written.
+   */
   private readonly onResponseClose = () => {
-    if (this.res.writableFinished) return;
     this.clientGone = true;
     // Not yet connected: onConnect aborts as soon as undici gets that far.
     this.abortUpstream?.(new undiciErrors.RequestAbortedError());
