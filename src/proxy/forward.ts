@@ -37,8 +37,8 @@ export interface ForwardResult {
 }
 
 /**
- * Called once a forward is over. A callback, not a promise: on the cache-hit path the promise
- * chain of an async forward cost about as much as routing (issue 6).
+ * Called once a forward is over. A callback, not a promise: the promise chain of an async forward
+ * and pipeline cost about 3 % of a cache hit's CPU time (issue 6).
  */
 export type ForwardDone = (outcome: ForwardResult | Error) => void;
 

@@ -17,8 +17,9 @@
  * many tokens, all cached, as scenario (b) does; `--no-token` measures 401s, as scenario (e)
  * does (against another build: the bare proxy forwards them). `--baseline bare` puts the
  * benchmark's bare proxy in the baseline's place: the CPU ratio that `npm run bench`'s throughput
- * ratio approaches on a quiet machine (the proxy is what saturates). `--current-config '{"access_log":false}'` measures
- * what a setting costs instead (one build, two configurations). Prints each round, the median of
+ * ratio approaches on a quiet machine (the proxy is what saturates).
+ * `--current-config '{"access_log":false}'` measures what a setting costs instead (one build, two
+ * configurations). Prints each round, the median of
  * every round and the median of each start (current ÷ baseline: below 1 is cheaper). Read a median
  * within ±1.5 % as no difference unless the starts agree. Loopback only; every round is bounded
  * in time.

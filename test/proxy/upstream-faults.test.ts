@@ -216,7 +216,7 @@ t.test('a response head Node refuses to write is reported to the pipeline, not l
       () => undefined,
     ),
     5000,
-    'the client was never answered',
+    'the exchange never ended: the failure was lost',
   );
   t.equal(outcomes.length, 1, 'done called once');
   t.match(outcomes[0], { message: 'refused head' });
