@@ -15,7 +15,7 @@ import { createMetrics, type Metrics } from './observability/metrics.js';
 import { createClientErrorHandler } from './proxy/client-error.js';
 import { createUpstream } from './proxy/forward.js';
 import { createHandler, createPipeline } from './proxy/handler.js';
-import { createIntrospectionCache } from './proxy/introspect.js';
+import { createAnswerCache } from './cache/answers.js';
 import { createLiveRuntime, type ConfigSource, type ReloadOptions, type ReloadResult } from './reload.js';
 import type { Runtime } from './runtime.js';
 import { createUpgrades } from './proxy/upgrade.js';
@@ -64,7 +64,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const logger = options.logger ?? createLogger();
   let cacheSize = () => 0;
   const metrics = createMetrics({ cacheSize: () => cacheSize() });
-  const cache = createIntrospectionCache(config.cache, clock, metrics);
+  const cache = createAnswerCache(config.cache, clock, metrics);
   cacheSize = cache.size;
 
   const providerDeps = { logger, metrics, clock, ...(options.discoveryRetryMs ? { retryMs: options.discoveryRetryMs } : {}) };

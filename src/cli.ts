@@ -11,7 +11,7 @@ import type { Config } from './config/schema.js';
 import { runUntilSignalled } from './lifecycle.js';
 import { createLogger } from './observability/log.js';
 import { fileSource } from './reload.js';
-import { describeFailure, discoverOnce } from './proxy/providers.js';
+import { describeFailure, discoverOnce } from './provider/providers.js';
 
 const USAGE = `Usage:
   tollgate [--config FILE]                        run the proxy (or TOLLGATE_CONFIG=FILE; none: zero-file mode)

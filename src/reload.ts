@@ -31,8 +31,8 @@ import { KEY_FILE_KEYS, keyFilesDigest } from './config/keys.js';
 import type { Config, ProviderConfig } from './config/schema.js';
 import type { Logger } from './observability/log.js';
 import type { Metrics } from './observability/metrics.js';
-import type { IntrospectionCache } from './proxy/introspect.js';
-import { createProvider, describeFailure, type Provider, type ProviderDeps } from './proxy/providers.js';
+import type { AnswerCache } from './cache/answers.js';
+import { createProvider, describeFailure, type Provider, type ProviderDeps } from './provider/providers.js';
 import { compileRuntime, type Runtime } from './runtime.js';
 
 /** Where a reload reads the configuration from. */
@@ -104,7 +104,7 @@ export interface LiveRuntimeOptions extends ReloadOptions {
   config: Config;
   /** Where reloads read from; without one, `reload()` re-validates nothing and fails. */
   source?: ConfigSource | undefined;
-  cache: Pick<IntrospectionCache, 'dropProviders'>;
+  cache: Pick<AnswerCache, 'dropProviders'>;
   logger: Logger;
   metrics: Metrics;
   providerDeps: ProviderDeps;
@@ -122,7 +122,7 @@ export interface LiveRuntime {
 /** Keys a reload cannot apply to a running process: they are kept, and the change is logged. */
 const RESTART_ONLY = ['listen', 'admin_listen', 'upstream', 'cache'] as const;
 
-/** A provider with its in-flight introspections counted, so a retired one closes when idle. */
+/** A provider with its in-flight calls counted, so a retired one closes when idle. */
 interface TrackedProvider extends Provider {
   whenIdle(): Promise<void>;
 }
@@ -132,10 +132,10 @@ function track(provider: Provider): TrackedProvider {
   let waiters: (() => void)[] = [];
   // A delegate, not a copy: whatever else the provider exposes (getters included) stays live.
   return Object.assign(Object.create(provider) as Provider, {
-    async introspect(token: string) {
+    async fetchAnswer(token: string) {
       inFlight++;
       try {
-        return await provider.introspect(token);
+        return await provider.fetchAnswer(token);
       } finally {
         if (--inFlight === 0) {
           const wake = waiters;

@@ -5,7 +5,7 @@
  */
 import type { Config } from './config/schema.js';
 import { compileHeaderPlan, type HeaderPlan } from './proxy/headers.js';
-import type { Provider } from './proxy/providers.js';
+import type { Provider } from './provider/providers.js';
 import type { CompiledRoute } from './proxy/routes.js';
 import { indexProviders, type AllowedProviders } from './proxy/select.js';
 import { compileTokenSources, type TokenSource } from './proxy/token.js';

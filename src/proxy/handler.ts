@@ -8,11 +8,11 @@ import type { Clock } from '../clock.js';
 import { createAccessLog, type AccessLine, type Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Runtime } from '../runtime.js';
-import type { Answer } from './answer.js';
+import type { Answer } from '../provider/answer.js';
 import { CLIENT_CLOSED, type ForwardDone, type ForwardResult, type Upstream } from './forward.js';
 import { checkFraming, mustClose } from './framing.js';
 import { buildUpstreamHeaders } from './headers.js';
-import type { IntrospectionCache, Lookup } from './introspect.js';
+import type { AnswerCache, Lookup } from '../cache/answers.js';
 import { checkPolicy } from './policy.js';
 import { matchRoute, normalizeTarget, requestHost } from './routes.js';
 import { selectProvider } from './select.js';
@@ -21,7 +21,7 @@ import { extractToken, queryWithoutToken, type TokenSource } from './token.js';
 export interface PipelineDeps {
   /** The current runtime; read once per request. */
   runtime(): Runtime;
-  cache: IntrospectionCache;
+  cache: AnswerCache;
   clock: Clock;
   metrics: Metrics;
   logger: Logger;

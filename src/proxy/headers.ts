@@ -14,7 +14,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/schema.js';
 import { DEFAULT_CLAIM_HEADERS } from '../config/schema.js';
-import { claim, type Answer } from './answer.js';
+import { claim, type Answer } from '../provider/answer.js';
 
 export interface HeaderPlan {
   /** Normalised (lower-case, `_`/`.` as `-`) prefixes whose headers are removed. */

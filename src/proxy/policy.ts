@@ -4,7 +4,7 @@
  * another route's scopes.
  */
 import { TollgateError } from '../errors.js';
-import { claim, type Answer } from './answer.js';
+import { claim, type Answer } from '../provider/answer.js';
 
 export interface PolicyProvider {
   readonly issuer: string;

@@ -13,7 +13,7 @@
  * Exits 1 when a budget is missed.
  */
 import { randomBytes } from 'node:crypto';
-import { createIntrospectionCache, type Introspector } from '../../src/proxy/introspect.js';
+import { createAnswerCache, type AnswerSource } from '../../src/cache/answers.js';
 import { createMetrics } from '../../src/observability/metrics.js';
 import type { Clock } from '../../src/clock.js';
 
@@ -87,12 +87,12 @@ const report = (line: string, ok = true) => {
 async function activeAnswers(scopePerAnswer: boolean): Promise<void> {
   // Each answer is made when asked for, so the heap holds the cache and nothing of the test's.
   let minted = 0;
-  const provider: Introspector = {
+  const provider: AnswerSource = {
     name: 'acme',
-    introspect: async () => JSON.parse(typicalAnswer(minted++, scopePerAnswer)) as Record<string, unknown>,
+    fetchAnswer: async () => JSON.parse(typicalAnswer(minted++, scopePerAnswer)) as Record<string, unknown>,
   };
   const before = heapMB();
-  const cache = createIntrospectionCache(settings, clock, createMetrics({ processMetrics: false }));
+  const cache = createAnswerCache(settings, clock, createMetrics({ processMetrics: false }));
   const empty = heapMB();
   for (let i = 0; i < ACTIVE_ENTRIES; i += BATCH) {
     await Promise.all(Array.from({ length: BATCH }, () => cache.lookup(provider, randomToken())));
@@ -109,8 +109,8 @@ async function activeAnswers(scopePerAnswer: boolean): Promise<void> {
 }
 
 async function flood(): Promise<void> {
-  const provider: Introspector = { name: 'acme', introspect: async () => ({ active: false }) };
-  const cache = createIntrospectionCache(settings, clock, createMetrics({ processMetrics: false }));
+  const provider: AnswerSource = { name: 'acme', fetchAnswer: async () => ({ active: false }) };
+  const cache = createAnswerCache(settings, clock, createMetrics({ processMetrics: false }));
   const baseline = heapMB();
   const fill = async (count: number) => {
     for (let i = 0; i < count; i += BATCH) {
@@ -140,11 +140,11 @@ async function flood(): Promise<void> {
 }
 
 async function hitCost(): Promise<void> {
-  const provider: Introspector = {
+  const provider: AnswerSource = {
     name: 'acme',
-    introspect: async () => JSON.parse(typicalAnswer(0)) as Record<string, unknown>,
+    fetchAnswer: async () => JSON.parse(typicalAnswer(0)) as Record<string, unknown>,
   };
-  const cache = createIntrospectionCache(settings, clock, createMetrics({ processMetrics: false }));
+  const cache = createAnswerCache(settings, clock, createMetrics({ processMetrics: false }));
   // A thousand hot tokens, so the measure is not one key forever in the CPU's cache.
   const tokens = Array.from({ length: 1_000 }, randomToken);
   await Promise.all(tokens.map((token) => cache.lookup(provider, token)));

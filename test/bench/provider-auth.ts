@@ -8,7 +8,7 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createSecureContext, rootCertificates } from 'node:tls';
 import type { ProviderKeys, SigningAlg } from '../../src/config/keys.js';
 import type { ProviderConfig } from '../../src/config/schema.js';
-import { clientAuthFor } from '../../src/proxy/client-auth.js';
+import { clientAuthFor } from '../../src/provider/client-auth.js';
 
 const ROUNDS = 2000;
 const as = { issuer: 'https://op.example' };

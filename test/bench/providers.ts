@@ -20,7 +20,7 @@ import { pino } from 'pino';
 import { startApp, type App } from '../../src/app.js';
 import { validateConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
-import type { Provider } from '../../src/proxy/providers.js';
+import type { Provider } from '../../src/provider/providers.js';
 import { matchRoute } from '../../src/proxy/routes.js';
 import { selectProvider } from '../../src/proxy/select.js';
 import { compileRuntime } from '../../src/runtime.js';

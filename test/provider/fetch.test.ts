@@ -1,5 +1,5 @@
 /**
- * src/proxy/provider-fetch.ts, the HTTP client openid-client calls providers with, against a local
+ * src/provider/fetch.ts, the HTTP client openid-client calls providers with, against a local
  * server: it does what fetch did for it — content decoding, statuses without a body, the URL's
  * path and query — within SPEC §3.4's limits (64 KiB after decoding, one deadline for headers and
  * body, the caller's abort). The refusals end to end are in refusals.test.ts and provider-faults.test.ts.
@@ -8,7 +8,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
-import { createProviderFetch, MAX_ANSWER_BYTES, ProviderHttpError } from '../../src/proxy/provider-fetch.js';
+import { createProviderFetch, MAX_ANSWER_BYTES, ProviderHttpError } from '../../src/provider/fetch.js';
 
 async function server(t: Test, handle: (req: IncomingMessage, res: ServerResponse) => void, timeoutMs = 2000) {
   const srv = createServer(handle);

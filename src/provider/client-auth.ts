@@ -9,7 +9,7 @@ import { webcrypto } from 'node:crypto';
 import * as oidc from 'openid-client';
 import type { ClientSigningKey, ProviderKeys, SigningAlg } from '../config/keys.js';
 import type { ProviderConfig } from '../config/schema.js';
-import { ProviderHttpError } from './provider-fetch.js';
+import { ProviderHttpError } from './fetch.js';
 
 /** RFC 9701 §5: the media type of a signed introspection answer. */
 export const INTROSPECTION_JWT = 'application/token-introspection+jwt';

@@ -4,7 +4,7 @@
  * when the pause ends, doubles the pause on a failed probe up to max_pause_s, and resets on success.
  */
 import t, { type Test } from 'tap';
-import { createBreaker } from '../../src/proxy/breaker.js';
+import { createBreaker } from '../../src/provider/breaker.js';
 import { TollgateError } from '../../src/errors.js';
 import { manualClock } from '../helpers/clock.js';
 

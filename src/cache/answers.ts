@@ -1,5 +1,7 @@
 /**
- * SPEC §3.6: the cache of providers' answers, in front of the introspection call.
+ * SPEC §3.6: the cache of providers' answers, in front of whatever produces them (an introspection
+ * call today). The pipeline asks it one question, "what does this token prove at this provider?",
+ * and does not know how the answer was obtained.
  *
  * lru-cache bounds the entries (least recently used go first) and coalesces concurrent loads of
  * one key into one call (`fetch()`); the lifetimes are ours, read from the injected clock, because
@@ -12,7 +14,7 @@ import { LRUCache } from 'lru-cache';
 import { TollgateError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { CacheResult, Metrics } from '../observability/metrics.js';
-import { scopesOf, type Answer } from './answer.js';
+import { scopesOf, type Answer } from '../provider/answer.js';
 
 export interface CacheSettings {
   /** Longest life of an active answer (seconds; default 60). It never outlives the token's `exp`. */
@@ -34,10 +36,11 @@ export interface CacheSettings {
   readonly refresh_ahead_s: number;
 }
 
-/** What the cache needs of a provider. */
-export interface Introspector {
+/** What the cache needs of a provider: its name (part of the key) and a way to obtain an answer. */
+export interface AnswerSource {
   readonly name: string;
-  introspect(token: string): Promise<Record<string, unknown>>;
+  /** The claims this provider vouches for (an RFC 7662 answer); rejects with a TollgateError. */
+  fetchAnswer(token: string): Promise<Record<string, unknown>>;
 }
 
 export interface Lookup {
@@ -50,13 +53,13 @@ export interface LookupStatus {
   cache: CacheResult | null;
 }
 
-export interface IntrospectionCache {
+export interface AnswerCache {
   /**
    * The provider's answer for this token, from the cache or from one shared call. `status.cache`
    * is set as the lookup is counted, also when it then fails. A fresh answer in the cache comes
    * back as is, not in a promise: a cache hit makes no promise hop.
    */
-  lookup(provider: Introspector, token: string, status?: LookupStatus): Lookup | Promise<Lookup>;
+  lookup(provider: AnswerSource, token: string, status?: LookupStatus): Lookup | Promise<Lookup>;
   /** Entries held now (in-flight loads included). */
   size(): number;
   /** Forgets every answer of these providers (removed or changed by a reload). */
@@ -96,7 +99,7 @@ export function cacheKey(providerName: string, token: string): string {
   return hash('sha256', `${providerName}\0${token}`, 'base64url');
 }
 
-export function createIntrospectionCache(settings: CacheSettings, clock: Clock, metrics: Metrics): IntrospectionCache {
+export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics: Metrics): AnswerCache {
   const lookups = {
     hit: metrics.cacheLookups.labels('hit'),
     miss: metrics.cacheLookups.labels('miss'),
@@ -142,9 +145,9 @@ export function createIntrospectionCache(settings: CacheSettings, clock: Clock, 
     fetchMethod: async (_key, _previous, { context }) => toEntry(await context.load(), context.provider),
   });
 
-  const contextFor = (provider: Introspector, token: string): LoadContext => ({
+  const contextFor = (provider: AnswerSource, token: string): LoadContext => ({
     provider: provider.name,
-    load: () => provider.introspect(token),
+    load: () => provider.fetchAnswer(token),
   });
 
   const refreshInBackground = (key: string, entry: Entry, context: LoadContext): void => {
@@ -163,7 +166,7 @@ export function createIntrospectionCache(settings: CacheSettings, clock: Clock, 
   const load = async (
     key: string,
     entry: Entry | undefined,
-    provider: Introspector,
+    provider: AnswerSource,
     token: string,
     out: LookupStatus | undefined,
   ): Promise<Lookup> => {

@@ -4,7 +4,7 @@
  * refused with 503. Timers and the clock are injected: nothing here waits for real time.
  */
 import t from 'tap';
-import { createLimiter } from '../../src/proxy/limiter.js';
+import { createLimiter } from '../../src/provider/limiter.js';
 import { TollgateError } from '../../src/errors.js';
 import { manualClock } from '../helpers/clock.js';
 

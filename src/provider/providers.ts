@@ -18,7 +18,7 @@ import {
   requireSignedAnswers,
 } from './client-auth.js';
 import { createLimiter } from './limiter.js';
-import { createProviderFetch, ProviderHttpError, type ProviderFetch } from './provider-fetch.js';
+import { createProviderFetch, ProviderHttpError, type ProviderFetch } from './fetch.js';
 
 export interface Provider {
   readonly name: string;
@@ -31,8 +31,12 @@ export interface Provider {
   isReady(): boolean;
   /** Settles when the provider is ready; discovery retries until then (or until close). */
   readonly ready: Promise<void>;
-  /** RFC 7662 introspection. Rejects with `temporarily_unavailable` on any failure. */
-  introspect(token: string): Promise<Record<string, unknown>>;
+  /**
+   * What this provider vouches for about the token — the one question the answer cache asks
+   * (cache/answers.ts). Today: RFC 7662 introspection. Rejects with `temporarily_unavailable` on
+   * any failure.
+   */
+  fetchAnswer(token: string): Promise<Record<string, unknown>>;
   close(): Promise<void>;
 }
 
@@ -171,7 +175,7 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
     keyFilesDigest: keyFiles,
     isReady: () => configuration !== undefined,
     ready,
-    async introspect(token: string): Promise<Record<string, unknown>> {
+    async fetchAnswer(token: string): Promise<Record<string, unknown>> {
       const c = configuration;
       if (c === undefined) throw unavailable('the provider is not ready yet');
       const ticket = breaker.admit();

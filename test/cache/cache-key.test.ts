@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import t from 'tap';
-import { cacheKey } from '../../src/proxy/introspect.js';
+import { cacheKey } from '../../src/cache/answers.js';
 
 t.test('the cache key is sha256(provider, NUL, token) and never contains the token', async (t) => {
   const token = 'opaque-token-\u00e9-1234567890';

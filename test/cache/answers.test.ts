@@ -1,12 +1,12 @@
 /**
- * SPEC §3.6, the introspection cache, rule by rule, on the cache itself: a fake Introspector that
+ * SPEC §3.6, the introspection cache, rule by rule, on the cache itself: a fake AnswerSource that
  * counts calls and answers when the test says so, and a manual clock, so every lifetime is shown
  * to the millisecond without sleeping.
  */
 import t from 'tap';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { inspect } from 'node:util';
-import { cacheKey, createIntrospectionCache, type CacheSettings, type Introspector } from '../../src/proxy/introspect.js';
+import { cacheKey, createAnswerCache, type CacheSettings, type AnswerSource } from '../../src/cache/answers.js';
 import { createMetrics, type CacheResult } from '../../src/observability/metrics.js';
 import { captureLruCacheChannels } from '../helpers/lru-channels.js';
 import { manualClock } from '../helpers/clock.js';
@@ -29,20 +29,20 @@ function deferred<T>(): Deferred<T> {
   return { promise, resolve, reject };
 }
 
-interface FakeIntrospector extends Introspector {
+interface FakeSource extends AnswerSource {
   /** Tokens asked about, in order. */
   readonly calls: string[];
   /** How the next calls are answered (default: active, no exp). */
   answer(fn: (token: string) => Claims | Promise<Claims>): void;
 }
 
-function fakeIntrospector(name = 'acme'): FakeIntrospector {
+function fakeSource(name = 'acme'): FakeSource {
   const calls: string[] = [];
   let answer: (token: string) => Claims | Promise<Claims> = () => ({ active: true, sub: 'alice' });
   return {
     name,
     calls,
-    introspect: async (token) => {
+    fetchAnswer: async (token) => {
       calls.push(token);
       return answer(token);
     },
@@ -58,7 +58,7 @@ function setup(settings: Partial<CacheSettings> = {}) {
   const clock = manualClock();
   let size = () => 0;
   const metrics = createMetrics({ processMetrics: false, cacheSize: () => size() });
-  const cache = createIntrospectionCache({ ...DEFAULTS, ...settings }, clock, metrics);
+  const cache = createAnswerCache({ ...DEFAULTS, ...settings }, clock, metrics);
   size = cache.size;
   const lookups = async (): Promise<Record<CacheResult, number>> => {
     const counts = { hit: 0, miss: 0, coalesced: 0, stale: 0 };
@@ -76,7 +76,7 @@ async function settlesAtOnce<T>(p: T | Promise<T>): Promise<T | 'waited'> {
 
 t.test('20 sequential lookups of one token make one call', async (t) => {
   const { cache, lookups } = setup();
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   for (let i = 0; i < 20; i++) await cache.lookup(provider, 'tok-1');
   t.equal(provider.calls.length, 1);
   t.same(await lookups(), { hit: 19, miss: 1, coalesced: 0, stale: 0 });
@@ -84,7 +84,7 @@ t.test('20 sequential lookups of one token make one call', async (t) => {
 
 t.test('500 concurrent lookups of a fresh token share one call and one answer', async (t) => {
   const { cache, lookups, entries } = setup();
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   const gate = deferred<Claims>();
   provider.answer(() => gate.promise);
   const pending = Array.from({ length: 500 }, () => cache.lookup(provider, 'tok-1'));
@@ -100,7 +100,7 @@ t.test('500 concurrent lookups of a fresh token share one call and one answer', 
 
 t.test('500 concurrent lookups whose one call fails: 500 failures, still one call, nothing kept', async (t) => {
   const { cache, lookups, entries } = setup();
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   const gate = deferred<Claims>();
   provider.answer(() => gate.promise);
   const pending = Array.from({ length: 500 }, () => cache.lookup(provider, 'tok-1'));
@@ -119,7 +119,7 @@ t.test('500 concurrent lookups whose one call fails: 500 failures, still one cal
 
 t.test('metrics stay exact under concurrency over many tokens', async (t) => {
   const { cache, lookups, entries } = setup();
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   const gates = new Map<string, Deferred<Claims>>();
   provider.answer((token) => {
     const gate = deferred<Claims>();
@@ -146,7 +146,7 @@ t.test('metrics stay exact under concurrency over many tokens', async (t) => {
 
 t.test('an active answer lives ttl_s, to the millisecond', async (t) => {
   const { cache, clock } = setup({ ttl_s: 60, refresh_ahead_s: 0 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   await cache.lookup(provider, 'tok-1');
   clock.advance(60_000 - 1);
   t.equal((await cache.lookup(provider, 'tok-1')).cache, 'hit');
@@ -157,7 +157,7 @@ t.test('an active answer lives ttl_s, to the millisecond', async (t) => {
 
 t.test('an inactive answer lives negative_ttl_s: one call within it, a second after', async (t) => {
   const { cache, clock } = setup({ negative_ttl_s: 5 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   provider.answer(() => ({ active: false }));
   await cache.lookup(provider, 'bad');
   // A client that keeps sending a refused token, through the whole negative_ttl_s (the last
@@ -173,7 +173,7 @@ t.test('an inactive answer lives negative_ttl_s: one call within it, a second af
 
 t.test("an active answer never outlives the token's exp", async (t) => {
   const { cache, clock } = setup({ ttl_s: 60 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   const exp = clock.nowS() + 2;
   provider.answer(() => ({ active: true, exp }));
   await cache.lookup(provider, 'tok-1');
@@ -190,7 +190,7 @@ t.test("an active answer never outlives the token's exp", async (t) => {
 
 t.test('an active answer whose exp has passed is not reused', async (t) => {
   const { cache, clock } = setup({ ttl_s: 60 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   provider.answer(() => ({ active: true, exp: clock.nowS() - 1 }));
   await cache.lookup(provider, 'tok-1');
   t.equal((await cache.lookup(provider, 'tok-1')).cache, 'miss');
@@ -199,7 +199,7 @@ t.test('an active answer whose exp has passed is not reused', async (t) => {
 
 t.test('a failure is not kept: the next lookup calls again', async (t) => {
   const { cache, lookups, entries } = setup();
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   provider.answer(() => Promise.reject(new Error('HTTP 500')));
   await t.rejects(async () => cache.lookup(provider, 'tok-1'), { message: 'HTTP 500' });
   t.equal(await entries(), 0);
@@ -211,7 +211,7 @@ t.test('a failure is not kept: the next lookup calls again', async (t) => {
 
 t.test('stale_if_error_s > 0: an expired answer serves while the provider fails', async (t) => {
   const { cache, clock, lookups } = setup({ ttl_s: 10, stale_if_error_s: 30 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   await cache.lookup(provider, 'tok-1');
   provider.answer(() => Promise.reject(new Error('down')));
 
@@ -236,7 +236,7 @@ t.test('stale_if_error_s > 0: an expired answer serves while the provider fails'
 
 t.test("stale_if_error_s > 0 never serves past the token's exp", async (t) => {
   const { cache, clock } = setup({ ttl_s: 10, stale_if_error_s: 30 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   const exp = clock.nowS() + 15;
   provider.answer(() => ({ active: true, exp }));
   await cache.lookup(provider, 'tok-1');
@@ -249,7 +249,7 @@ t.test("stale_if_error_s > 0 never serves past the token's exp", async (t) => {
 
 t.test('stale_if_error_s > 0: requests waiting on the failed call all get the stale answer', async (t) => {
   const { cache, clock, lookups } = setup({ ttl_s: 10, stale_if_error_s: 30 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   await cache.lookup(provider, 'tok-1');
   clock.advance(10_000);
   const gate = deferred<Claims>();
@@ -264,7 +264,7 @@ t.test('stale_if_error_s > 0: requests waiting on the failed call all get the st
 
 t.test('stale_if_error_s = 0 (default): fail closed once the answer ends', async (t) => {
   const { cache, clock } = setup({ ttl_s: 10 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   await cache.lookup(provider, 'tok-1');
   provider.answer(() => Promise.reject(new Error('down')));
   clock.advance(10_000);
@@ -273,7 +273,7 @@ t.test('stale_if_error_s = 0 (default): fail closed once the answer ends', async
 
 t.test('refresh-ahead: a hot token in its last refresh_ahead_s is re-asked once, in the background', async (t) => {
   const { cache, clock, lookups } = setup({ ttl_s: 60, refresh_ahead_s: 5 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   await cache.lookup(provider, 'tok-1');
   clock.advance(55_000 - 1);
   await cache.lookup(provider, 'tok-1');
@@ -303,7 +303,7 @@ t.test('refresh-ahead: a hot token in its last refresh_ahead_s is re-asked once,
 
 t.test('refresh-ahead: the refreshed answer starts a new life, and is refreshed again in its own last seconds', async (t) => {
   const { cache, clock } = setup({ ttl_s: 60, refresh_ahead_s: 5 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   await cache.lookup(provider, 'tok-1');
   clock.advance(56_000);
   await cache.lookup(provider, 'tok-1');
@@ -320,7 +320,7 @@ t.test('refresh-ahead: the refreshed answer starts a new life, and is refreshed 
 
 t.test('refresh-ahead: a failed refresh keeps the answer until its end, then fails closed', async (t) => {
   const { cache, clock } = setup({ ttl_s: 60, refresh_ahead_s: 5 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   await cache.lookup(provider, 'tok-1');
   provider.answer(() => Promise.reject(new Error('down')));
   clock.advance(56_000);
@@ -337,7 +337,7 @@ t.test('refresh-ahead: a failed refresh keeps the answer until its end, then fai
 t.test('refresh-ahead never turns hits into calls', async (t) => {
   t.test('not for an inactive answer', async (t) => {
     const { cache, clock } = setup({ negative_ttl_s: 5, refresh_ahead_s: 5 });
-    const provider = fakeIntrospector();
+    const provider = fakeSource();
     provider.answer(() => ({ active: false }));
     for (let i = 0; i < 20; i++) {
       await cache.lookup(provider, 'bad');
@@ -348,7 +348,7 @@ t.test('refresh-ahead never turns hits into calls', async (t) => {
   });
   t.test("not for an answer that ends at the token's exp: a new one would end then too", async (t) => {
     const { cache, clock } = setup({ ttl_s: 60, refresh_ahead_s: 5 });
-    const provider = fakeIntrospector();
+    const provider = fakeSource();
     const exp = clock.nowS() + 3;
     provider.answer(() => ({ active: true, exp }));
     for (let i = 0; i < 20; i++) {
@@ -360,7 +360,7 @@ t.test('refresh-ahead never turns hits into calls', async (t) => {
   });
   t.test('refresh_ahead_s ≥ ttl_s: at most one refresh per half-life', async (t) => {
     const { cache, clock } = setup({ ttl_s: 4, refresh_ahead_s: 5 });
-    const provider = fakeIntrospector();
+    const provider = fakeSource();
     for (let i = 0; i < 20; i++) {
       await cache.lookup(provider, 'tok-1');
       await nextTurn();
@@ -372,8 +372,8 @@ t.test('refresh-ahead never turns hits into calls', async (t) => {
 
 t.test('the same token string at two providers is two entries', async (t) => {
   const { cache, entries } = setup();
-  const acme = fakeIntrospector('acme');
-  const globex = fakeIntrospector('globex');
+  const acme = fakeSource('acme');
+  const globex = fakeSource('globex');
   acme.answer(() => ({ active: true, sub: 'acme-user' }));
   globex.answer(() => ({ active: false }));
   for (let i = 0; i < 3; i++) {
@@ -388,7 +388,7 @@ t.test('the same token string at two providers is two entries', async (t) => {
 
 t.test('at most max_entries; the least recently used goes first', async (t) => {
   const { cache, entries } = setup({ max_entries: 3 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   for (const token of ['a', 'b', 'c']) await cache.lookup(provider, token);
   await cache.lookup(provider, 'a'); // b is now the least recently used
   await cache.lookup(provider, 'd');
@@ -401,7 +401,7 @@ t.test('at most max_entries; the least recently used goes first', async (t) => {
 
 t.test('an entry evicted while its call is in flight still answers those waiting', async (t) => {
   const { cache } = setup({ max_entries: 1 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   const gate = deferred<Claims>();
   provider.answer((token) => (token === 'a' ? gate.promise : { active: true, sub: token }));
   const waiting = [cache.lookup(provider, 'a'), cache.lookup(provider, 'a')];
@@ -418,7 +418,7 @@ t.test('no key, and nothing lru-cache publishes, holds the raw token', async (t)
   const seen = captureLruCacheChannels(t);
 
   const { cache, clock } = setup({ ttl_s: 60, refresh_ahead_s: 5 });
-  const provider = fakeIntrospector();
+  const provider = fakeSource();
   await Promise.all([cache.lookup(provider, token), cache.lookup(provider, token)]); // miss + coalesced
   await cache.lookup(provider, token); // hit
   clock.advance(56_000);
@@ -449,8 +449,8 @@ t.test('no key, and nothing lru-cache publishes, holds the raw token', async (t)
 
 t.test('dropProviders forgets one provider, answers being refreshed included', async (t) => {
   const { cache, clock } = setup({ ttl_s: 60, refresh_ahead_s: 5 });
-  const acme = fakeIntrospector('acme');
-  const globex = fakeIntrospector('globex');
+  const acme = fakeSource('acme');
+  const globex = fakeSource('globex');
   await cache.lookup(acme, 'x');
   await cache.lookup(acme, 'y');
   await cache.lookup(globex, 'x');
