@@ -2,17 +2,21 @@
  * src/drain.ts on a real listener, connection by connection over raw sockets, so each case of
  * SPEC §7's "no accepted request is dropped" is set up exactly: a request in flight, an idle
  * keep-alive connection, a connection accepted a moment before the close whose request is still
- * on its way, one that never sends anything, and the timeout.
+ * on its way, one that never sends anything, and the timeout. Time moves only when a test moves
+ * it (manual timers), so "before the grace is up" and "after the timeout" are exact.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import t, { type Test } from 'tap';
 import { createDrain } from '../src/drain.js';
+import { manualTimers, type ManualTimers } from './helpers/clock.js';
 import { withTimeout } from './helpers/tollgate.js';
 
 interface Harness {
   port: number;
   drain: ReturnType<typeof createDrain>;
+  /** The drain's timers: the grace and the timeout fire only when the test advances them. */
+  timers: ManualTimers;
   /** Requests the server has received, with a way to answer each. */
   received: { req: IncomingMessage; res: ServerResponse }[];
   /** Resolves at the server's next accepted connection. */
@@ -25,7 +29,10 @@ async function harness(t: Test, answer: 'now' | 'hold'): Promise<Harness> {
   const server = createServer();
   // Far beyond every bounded wait below: a connection ended in time was ended by the drain.
   server.keepAliveTimeout = 60_000;
-  const drain = createDrain(server, { firstRequestGraceMs: 50 });
+  // The default grace, as the app uses it: a test that moves time by less than a second is
+  // inside it.
+  const timers = manualTimers();
+  const drain = createDrain(server, { timers });
   const received: Harness['received'] = [];
   const waiters: (() => void)[] = [];
   server.on('request', (req, res) => {
@@ -43,6 +50,7 @@ async function harness(t: Test, answer: 'now' | 'hold'): Promise<Harness> {
   return {
     port: (server.address() as AddressInfo).port,
     drain,
+    timers,
     received,
     nextConnection: () =>
       withTimeout(new Promise<void>((resolve) => (connectionWaiter = resolve)), 5000, 'no connection accepted'),
@@ -148,6 +156,9 @@ t.test('a connection accepted just before the close still gets its request serve
   t.teardown(c.close);
   await h.nextConnection();
   const closed = h.drain.close(60_000);
+  // Its request arrives late in the grace, not in the same tick as the close: a grace of 0 (or
+  // one shorter than a second) would have cut the connection by now.
+  h.timers.advance(999);
   c.send('/late');
   t.match(await c.response(), /^HTTP\/1\.1 200[\s\S]*Connection: close/i);
   t.equal(await c.ended(), 'end');
@@ -160,6 +171,9 @@ t.test('a connection that never sends a request is ended after the grace, not he
   t.teardown(c.close);
   await h.nextConnection();
   const closed = h.drain.close(60_000);
+  h.timers.advance(999);
+  t.notOk(await settledNow(closed), 'still waiting inside the grace');
+  h.timers.advance(1);
   await c.ended();
   t.same(await withTimeout(closed, 5000, 'close did not settle'), { cut: 0 }, 'well before the 60 s timeout');
   t.equal(h.received.length, 0);
@@ -171,7 +185,12 @@ t.test('the timeout cuts what is still in flight', async (t) => {
   t.teardown(c.close);
   c.send('/hung');
   await h.requests(1);
-  t.same(await withTimeout(h.drain.close(50), 5000, 'close did not settle'), { cut: 1 });
+  const closed = h.drain.close(60_000);
+  h.timers.advance(59_999);
+  t.notOk(await settledNow(closed), 'not cut before the timeout');
+  t.equal(h.drain.inFlight(), 1);
+  h.timers.advance(1);
+  t.same(await withTimeout(closed, 5000, 'close did not settle'), { cut: 1 });
   t.ok(['end', 'error'].includes(await c.ended()), 'the connection is gone');
 });
 
@@ -186,3 +205,11 @@ t.test('a second close with timeout 0 cuts at once', async (t) => {
   t.equal(first, second, 'both settle together');
   t.same(await withTimeout(second, 5000, 'close(0) did not settle'), { cut: 1 });
 });
+
+/** Whether `p` has settled once the callbacks already queued have run (no time passes). */
+async function settledNow(p: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  void p.then(() => (settled = true));
+  await new Promise((resolve) => setImmediate(resolve));
+  return settled;
+}
