@@ -69,6 +69,9 @@ const gate = await startTollgate(
 const answers = new Map<string, Record<string, unknown>>();
 fake.answer((token) => answers.get(token) ?? { active: false });
 
+/** Introspection calls the fake received for `token`. */
+const callsFor = (token: string) => fake.calls.filter((c) => c === token).length;
+
 let counter = 0;
 /** A fresh token whose introspection answer is `claims` (with this provider's issuer and audience). */
 function tokenFor(claims: Record<string, unknown>): string {
@@ -202,13 +205,26 @@ t.test('exp, with clock_skew_s (30 s)', async (t) => {
   await refused(t, '/orders', tokenFor({ exp: clock.nowS() - 31 }), invalidToken);
   await refused(t, '/orders', tokenFor({ exp: String(clock.nowS() + 600) }), invalidToken);
 
-  // The same cached answer, judged again as the clock moves: allowed, then past exp + skew.
+  // An answer is cached no longer than its exp, so past exp the provider is asked again; its
+  // answer is then judged with the skew: allowed up to exp + 30 s, refused after.
   const token = tokenFor({ exp: clock.nowS() + 10 });
   await allowed(t, '/orders', token);
   clock.advance(39_000);
   await allowed(t, '/orders', token);
+  t.equal(callsFor(token), 2, 'past exp, the provider was asked again');
   clock.advance(2_000);
   await refused(t, '/orders', token, invalidToken);
+});
+
+t.test('a cached answer is judged again at each request, as the clock moves', async (t) => {
+  // nbf 60 s ahead: refused now (beyond the 30 s skew), and the active answer is cached (ttl_s 60).
+  const token = tokenFor({ nbf: clock.nowS() + 60 });
+  await refused(t, '/orders', token, invalidToken);
+  clock.advance(29_000);
+  await refused(t, '/orders', token, invalidToken);
+  clock.advance(2_000);
+  await allowed(t, '/orders', token);
+  t.equal(callsFor(token), 1, 'one provider call: each verdict was reached on the cached answer');
 });
 
 t.test('nbf, with clock_skew_s (30 s)', async (t) => {
