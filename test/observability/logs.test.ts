@@ -9,6 +9,7 @@ import { startOidcProvider, TOLLGATE_CLIENT } from '../../dev/oidc-provider.js';
 import { createLogger } from '../../src/observability/log.js';
 import { startFakeProvider, json } from '../helpers/fake-provider.js';
 import { bearer } from '../helpers/http.js';
+import { refusingPort } from '../helpers/ports.js';
 import { providerEntry, startTollgate } from '../helpers/tollgate.js';
 import { startUpstream } from '../helpers/upstream.js';
 
@@ -216,11 +217,13 @@ t.test("the production logger's redaction holds when a header dump slips in", as
 });
 
 t.test('access_log: false writes no access line, and the request is still served and counted', async (t) => {
+  const dead = `http://127.0.0.1:${await refusingPort(t)}`;
   const upstream = await startUpstream();
   t.teardown(() => upstream.close());
   const gate = await startTollgate(t, {
     upstream: { url: upstream.url },
-    providers: [providerEntry('acme', 'http://127.0.0.1:9', { introspection_endpoint: 'http://127.0.0.1:9/introspect' })],
+    // Never asked (no request here carries a token); a port of this test's, so nothing else answers.
+    providers: [providerEntry('acme', dead, { introspection_endpoint: `${dead}/introspect` })],
     routes: [{ match: { path_prefix: '/health' }, public: true }],
     access_log: false,
   });

@@ -5,34 +5,25 @@
  * no-store`, `Retry-After` on 503, the token nowhere in the answer or the logs, and nothing
  * forwarded upstream. Time is the injected manual clock.
  */
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import { manualClock } from '../helpers/clock.js';
 import { json, startFakeProvider } from '../helpers/fake-provider.js';
 import { bearer, rawRequest, type Answer } from '../helpers/http.js';
 import { providerEntry, startTollgate } from '../helpers/tollgate.js';
+import { refusingPort } from '../helpers/ports.js';
 import { startUpstream } from '../helpers/upstream.js';
 
 const AUD = 'orders-api';
 /** Breakers never open here: each row must reach the fake to show its own answer. */
 const NO_BREAKER = { failures: 1000, max_pause_s: 1 };
 
-/** A port nothing listens on: bound, then closed. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 const clock = manualClock();
 const fake = await startFakeProvider();
 const slow = await startFakeProvider({ discovery: false });
 const upstream = await startUpstream();
-const deadPort = await closedPort();
+const deadPort = await refusingPort(t);
 t.teardown(async () => {
   await Promise.all([fake.close(), slow.close(), upstream.close()]);
 });
@@ -420,8 +411,8 @@ t.test('a public route needs no token and calls no provider', async (t) => {
 t.test('upstream failures: 502 and 504', async (t) => {
   const token = tokenFor({});
 
-  t.test('an upstream that refuses the connection: 502 bad_gateway', async (t) => {
-    const port = await closedPort();
+  t.test('an upstream that will not take the connection: 502 bad_gateway', async (t) => {
+    const port = await refusingPort(t);
     const broken = await startTollgate(
       t,
       {
