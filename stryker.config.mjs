@@ -11,6 +11,7 @@ export const MODULES = {
   framing: {
     mutate: ['src/proxy/framing.ts'],
     tests: [
+      'test/proxy/framing.test.ts',
       'test/adversarial/request-smuggling.test.ts',
       'test/adversarial/refused-upload.test.ts',
       'test/adversarial/expect-continue.test.ts',
