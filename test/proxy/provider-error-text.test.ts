@@ -33,6 +33,7 @@ t.test("tollgate's client secret, raw and percent-encoded", async (t) => {
 t.test('HTTP Basic credentials, whatever their encoding inside', async (t) => {
   const basic = Buffer.from('tollgate:se%2Fcr%2Bet').toString('base64');
   t.equal(withoutToken(`got Basic ${basic} and basic ${basic}.`, TOKEN), 'got Basic [credentials] and Basic [credentials].');
+  t.equal(withoutToken(`spaced Basic   ${basic}`, TOKEN), 'spaced Basic [credentials]', 'however many spaces follow Basic');
 });
 
 t.test('text that echoes nothing is unchanged, and an empty token or secret masks nothing', async (t) => {
