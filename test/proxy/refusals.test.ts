@@ -194,6 +194,7 @@ t.test('inactive: 401 invalid_token', async (t) => {
 t.test('exp, with clock_skew_s (30 s)', async (t) => {
   await allowed(t, '/orders', tokenFor({ exp: clock.nowS() - 29 }));
   await refused(t, '/orders', tokenFor({ exp: clock.nowS() - 31 }), invalidToken);
+  await refused(t, '/orders', tokenFor({ exp: clock.nowS() - 30 }), invalidToken); // exp + skew is now: expired
   await refused(t, '/orders', tokenFor({ exp: String(clock.nowS() + 600) }), invalidToken);
 
   // An answer is cached no longer than its exp, so past exp the provider is asked again; its
@@ -220,6 +221,7 @@ t.test('a cached answer is judged again at each request, as the clock moves', as
 
 t.test('nbf, with clock_skew_s (30 s)', async (t) => {
   await allowed(t, '/orders', tokenFor({ nbf: clock.nowS() + 29 }));
+  await allowed(t, '/orders', tokenFor({ nbf: clock.nowS() + 30 })); // nbf − skew is now: valid
   const token = tokenFor({ nbf: clock.nowS() + 31 });
   await refused(t, '/orders', token, invalidToken);
   await refused(t, '/orders', tokenFor({ nbf: 'soon' }), invalidToken);
@@ -236,6 +238,8 @@ t.test('aud, with an audience configured', async (t) => {
   await refused(t, '/orders', tokenFor({ aud: ['billing-api', 'x'] }), invalidToken);
   await refused(t, '/orders', tokenFor({ aud: undefined }), invalidToken);
   await refused(t, '/orders', tokenFor({ aud: [] }), invalidToken);
+  await refused(t, '/orders', tokenFor({ aud: 42 }), invalidToken); // neither a string nor a list
+  await refused(t, '/orders', tokenFor({ aud: { [AUD]: true } }), invalidToken);
   await allowed(t, '/orders', tokenFor({ aud: ['billing-api', AUD] }));
 });
 
@@ -244,6 +248,7 @@ t.test('token_type refresh_token: 401', async (t) => {
   await refused(t, '/orders', tokenFor({ token_type: 'urn:ietf:params:oauth:token-type:refresh_token' }), invalidToken);
   await refused(t, '/orders', tokenFor({ token_type: 'Refresh_Token' }), invalidToken); // compared case-insensitively
   await allowed(t, '/orders', tokenFor({ token_type: 'Bearer' }));
+  await allowed(t, '/orders', tokenFor({ token_type: 'access_tokens' })); // as long as refresh_token
 });
 
 t.test('cnf present (a sender-constrained token): 401', async (t) => {
