@@ -32,7 +32,11 @@ export const MODULES = {
     mutate: ['src/proxy/policy.ts'],
     tests: ['test/proxy/refusals.test.ts', 'test/adversarial/cached-answer-scope.test.ts'],
   },
-  token: { mutate: ['src/proxy/token.ts'], tests: ['test/proxy/token.test.ts'] },
+  // peekIssuer (token.ts) is what chooses the provider: the selection tests cover it.
+  token: {
+    mutate: ['src/proxy/token.ts'],
+    tests: ['test/proxy/token.test.ts', 'test/proxy/provider-selection.test.ts', 'test/proxy/provider-choice.test.ts'],
+  },
   routes: {
     mutate: ['src/proxy/routes.ts'],
     tests: ['test/proxy/routes.test.ts', 'test/proxy/route-index.test.ts', 'test/adversarial/path-confusion.test.ts'],
