@@ -9,3 +9,19 @@ export interface Clock {
 }
 
 export const systemClock: Clock = Object.freeze({ now: () => Date.now() });
+
+/**
+ * Timers, injected where a decision waits for time to pass (the drain's first-request grace and
+ * timeout), so a test moves time forward instead of sleeping and sees exactly when each fires.
+ */
+export interface Timers {
+  /** Calls `fn` once after `ms` milliseconds; the returned function cancels it. */
+  after(ms: number, fn: () => void): () => void;
+}
+
+export const systemTimers: Timers = Object.freeze({
+  after(ms: number, fn: () => void) {
+    const timer = setTimeout(fn, ms);
+    return () => clearTimeout(timer);
+  },
+});

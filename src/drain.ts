@@ -19,6 +19,7 @@
  * before closing, while Kubernetes stops sending, is what makes that rare.
  */
 import type { Server } from 'node:http';
+import { systemTimers, type Timers } from './clock.js';
 import { createConnections, type Connection, type Connections } from './connections.js';
 
 /** How long a connection accepted just before the close may take to send its first request (milliseconds). */
@@ -47,16 +48,19 @@ export interface DrainOptions {
   firstRequestGraceMs?: number;
   /** The listener's connection tracking, when the app shares it (proxy/client-error.ts); else its own. */
   connections?: Connections;
+  /** Where the grace and the timeout wait; the system's timers unless a test moves time itself. */
+  timers?: Timers;
 }
 
 export function createDrain(server: Server, options: DrainOptions = {}): Drain {
   const firstRequestGraceMs = options.firstRequestGraceMs ?? FIRST_REQUEST_GRACE_MS;
   const connections = options.connections ?? createConnections(server);
+  const timers = options.timers ?? systemTimers;
   let closing = false;
   let cut = 0;
   let closed: Promise<CloseResult> | undefined;
   let finished = false;
-  const timers = new Set<NodeJS.Timeout>();
+  const cancels = new Set<() => void>();
 
   const endIfIdle = (c: Connection) => {
     if (c.answering.length === 0 && c.served && !c.socket.destroyed) c.socket.end();
@@ -79,11 +83,10 @@ export function createDrain(server: Server, options: DrainOptions = {}): Drain {
     for (const c of connections.all()) {
       if (c.served) endIfIdle(c);
       else if (c.socket.bytesRead === 0) {
-        const timer = setTimeout(() => {
+        const cancel = timers.after(firstRequestGraceMs, () => {
           if (!c.served) c.socket.destroy();
-        }, firstRequestGraceMs);
-        timer.unref();
-        c.socket.once('close', () => clearTimeout(timer));
+        });
+        c.socket.once('close', cancel);
       }
     }
   };
@@ -96,7 +99,7 @@ export function createDrain(server: Server, options: DrainOptions = {}): Drain {
       closed ??= new Promise<CloseResult>((resolve) => {
         const done = () => {
           finished = true;
-          for (const timer of timers) clearTimeout(timer);
+          for (const cancel of cancels) cancel();
           resolve({ cut });
         };
         if (!server.listening) {
@@ -107,7 +110,7 @@ export function createDrain(server: Server, options: DrainOptions = {}): Drain {
       });
       if (finished) return closed;
       if (timeoutMs <= 0) cutAll();
-      else timers.add(setTimeout(cutAll, timeoutMs));
+      else cancels.add(timers.after(timeoutMs, cutAll));
       return closed;
     },
     inFlight: () => connections.inFlight(),

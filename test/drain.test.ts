@@ -2,17 +2,22 @@
  * src/drain.ts on a real listener, connection by connection over raw sockets, so each case of
  * SPEC §7's "no accepted request is dropped" is set up exactly: a request in flight, an idle
  * keep-alive connection, a connection accepted a moment before the close whose request is still
- * on its way, one that never sends anything, and the timeout.
+ * on its way, one that never sends anything, and the timeout. Time moves only when a test moves
+ * it (manual timers), so "before the grace is up" and "after the timeout" are exact.
  */
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import t, { type Test } from 'tap';
 import { createDrain } from '../src/drain.js';
+import { manualTimers, type ManualTimers } from './helpers/clock.js';
 import { withTimeout } from './helpers/tollgate.js';
 
 interface Harness {
   port: number;
+  server: Server;
   drain: ReturnType<typeof createDrain>;
+  /** The drain's timers: the grace and the timeout fire only when the test advances them. */
+  timers: ManualTimers;
   /** Requests the server has received, with a way to answer each. */
   received: { req: IncomingMessage; res: ServerResponse }[];
   /** Resolves at the server's next accepted connection. */
@@ -21,11 +26,16 @@ interface Harness {
   requests(n: number): Promise<void>;
 }
 
+const sockets = new WeakMap<Server, Set<Socket>>();
+
 async function harness(t: Test, answer: 'now' | 'hold'): Promise<Harness> {
   const server = createServer();
   // Far beyond every bounded wait below: a connection ended in time was ended by the drain.
   server.keepAliveTimeout = 60_000;
-  const drain = createDrain(server, { firstRequestGraceMs: 50 });
+  // The default grace, as the app uses it: a test that moves time by less than a second is
+  // inside it.
+  const timers = manualTimers();
+  const drain = createDrain(server, { timers });
   const received: Harness['received'] = [];
   const waiters: (() => void)[] = [];
   server.on('request', (req, res) => {
@@ -34,7 +44,13 @@ async function harness(t: Test, answer: 'now' | 'hold'): Promise<Harness> {
     for (const w of waiters.splice(0)) w();
   });
   let connectionWaiter: (() => void) | undefined;
-  server.on('connection', () => connectionWaiter?.());
+  const open = new Set<Socket>();
+  sockets.set(server, open);
+  server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    connectionWaiter?.();
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => {
     server.closeAllConnections();
@@ -42,7 +58,9 @@ async function harness(t: Test, answer: 'now' | 'hold'): Promise<Harness> {
   });
   return {
     port: (server.address() as AddressInfo).port,
+    server,
     drain,
+    timers,
     received,
     nextConnection: () =>
       withTimeout(new Promise<void>((resolve) => (connectionWaiter = resolve)), 5000, 'no connection accepted'),
@@ -70,6 +88,7 @@ function client(port: number) {
   return {
     socket,
     send: (path: string) => socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`),
+    write: (bytes: string) => socket.write(bytes),
     /** The head of the n-th response (1-based), once it is complete. */
     response: (n = 1) =>
       withTimeout(
@@ -148,6 +167,9 @@ t.test('a connection accepted just before the close still gets its request serve
   t.teardown(c.close);
   await h.nextConnection();
   const closed = h.drain.close(60_000);
+  // Its request arrives late in the grace, not in the same tick as the close: a grace of 0 (or
+  // one shorter than a second) would have cut the connection by now.
+  h.timers.advance(999);
   c.send('/late');
   t.match(await c.response(), /^HTTP\/1\.1 200[\s\S]*Connection: close/i);
   t.equal(await c.ended(), 'end');
@@ -160,6 +182,9 @@ t.test('a connection that never sends a request is ended after the grace, not he
   t.teardown(c.close);
   await h.nextConnection();
   const closed = h.drain.close(60_000);
+  h.timers.advance(999);
+  t.notOk(await settledNow(closed), 'still waiting inside the grace');
+  h.timers.advance(1);
   await c.ended();
   t.same(await withTimeout(closed, 5000, 'close did not settle'), { cut: 0 }, 'well before the 60 s timeout');
   t.equal(h.received.length, 0);
@@ -171,7 +196,12 @@ t.test('the timeout cuts what is still in flight', async (t) => {
   t.teardown(c.close);
   c.send('/hung');
   await h.requests(1);
-  t.same(await withTimeout(h.drain.close(50), 5000, 'close did not settle'), { cut: 1 });
+  const closed = h.drain.close(60_000);
+  h.timers.advance(59_999);
+  t.notOk(await settledNow(closed), 'not cut before the timeout');
+  t.equal(h.drain.inFlight(), 1);
+  h.timers.advance(1);
+  t.same(await withTimeout(closed, 5000, 'close did not settle'), { cut: 1 });
   t.ok(['end', 'error'].includes(await c.ended()), 'the connection is gone');
 });
 
@@ -186,3 +216,81 @@ t.test('a second close with timeout 0 cuts at once', async (t) => {
   t.equal(first, second, 'both settle together');
   t.same(await withTimeout(second, 5000, 'close(0) did not settle'), { cut: 1 });
 });
+
+t.test('a request still arriving at the close is not cut by the grace: it has until the timeout', async (t) => {
+  const h = await harness(t, 'now');
+  const c = client(h.port);
+  t.teardown(c.close);
+  await h.nextConnection();
+  c.write('GET /slow-head HTTP/1.1\r\n');
+  await waitUntil(() => [...connectionsOf(h)].some((s) => s.bytesRead > 0), 'the partial head never arrived');
+  const closed = h.drain.close(60_000);
+  h.timers.advance(5_000);
+  c.write('Host: x\r\n\r\n');
+  t.match(await c.response(), /^HTTP\/1\.1 200[\s\S]*Connection: close/i, 'served after the grace was up');
+  t.same(await withTimeout(closed, 5000, 'close did not settle'), { cut: 0 });
+});
+
+t.test('a late first request still in flight when the grace ends is not cut', async (t) => {
+  const h = await harness(t, 'hold');
+  const c = client(h.port);
+  t.teardown(c.close);
+  await h.nextConnection();
+  const closed = h.drain.close(60_000);
+  c.send('/late-and-slow');
+  await h.requests(1);
+  h.timers.advance(1_000);
+  t.equal(h.drain.inFlight(), 1, 'still in flight after the grace');
+  h.received[0]!.res.writeHead(200, { 'content-length': '2' }).end('ok');
+  t.match(await c.response(), /^HTTP\/1\.1 200/);
+  t.same(await withTimeout(closed, 5000, 'close did not settle'), { cut: 0 });
+});
+
+t.test('a connection that goes away during the grace takes its grace timer with it; a settled close sets none', async (t) => {
+  const h = await harness(t, 'now');
+  const c = client(h.port);
+  await h.nextConnection();
+  const closed = h.drain.close(60_000);
+  t.equal(h.timers.pending(), 2, 'the grace and the timeout');
+  c.close();
+  t.same(await withTimeout(closed, 5000, 'close did not settle'), { cut: 0 });
+  // The listener's close is reported before the server's socket emits its own close.
+  await waitUntil(() => connectionsOf(h).size === 0, "the server's socket never closed");
+  t.equal(h.timers.pending(), 0, 'no timer left behind');
+  t.equal(h.drain.close(60_000), closed, 'a later close is the same close');
+  t.equal(h.timers.pending(), 0, 'and sets no timer');
+});
+
+t.test('a close after the listener already stopped cuts what is left at once', async (t) => {
+  const h = await harness(t, 'hold');
+  const c = client(h.port);
+  t.teardown(c.close);
+  c.send('/hung');
+  await h.requests(1);
+  h.server.close();
+  t.same(await withTimeout(h.drain.close(60_000), 5000, 'close did not settle'), { cut: 1 });
+  t.ok(['end', 'error'].includes(await c.ended()), 'the connection is gone');
+});
+
+/** The server's sockets, from its connection events (Node keeps no public list). */
+function connectionsOf(h: Harness): Set<Socket> {
+  return sockets.get(h.server) ?? new Set();
+}
+
+async function waitUntil(check: () => boolean, message: string): Promise<void> {
+  await withTimeout(
+    (async () => {
+      while (!check()) await new Promise((resolve) => setTimeout(resolve, 5));
+    })(),
+    5000,
+    message,
+  );
+}
+
+/** Whether `p` has settled once the callbacks already queued have run (no time passes). */
+async function settledNow(p: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  void p.then(() => (settled = true));
+  await new Promise((resolve) => setImmediate(resolve));
+  return settled;
+}

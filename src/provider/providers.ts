@@ -158,7 +158,7 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
     } catch (err) {
       counted.error.inc();
       // A provider's error text may echo the token it was asked about.
-      const cause = withoutToken(describeFailure(err, config.auth_method), token);
+      const cause = withoutToken(describeFailure(err, config.auth_method), token, config.client_secret);
       if (rejectsCredentials(err)) log.error({ cause }, 'introspection failed: configuration error');
       else log.warn({ cause }, 'introspection failed');
       throw unavailable('the provider could not be asked', err);
@@ -272,16 +272,27 @@ function guardedFetch(config: ProviderConfig, http: ProviderFetch): oidc.CustomF
 }
 
 /**
- * A provider's error text is its own free text and may echo the token it was asked about (in
- * `error_description`, say): every copy of it, raw or percent-encoded, is masked.
+ * A provider's error text is its own free text and may echo what it was sent (in
+ * `error_description`, say): every copy of the token, raw or percent-encoded, is masked, and so are
+ * tollgate's own credentials: the client secret the same way, and any HTTP Basic credentials
+ * (whatever encoding the client library gave the id and secret inside them).
  */
-export function withoutToken(text: string, token: string): string {
-  if (token === '') return text;
-  let out = text.split(token).join('[token]');
-  const encoded = encodeURIComponent(token);
-  if (encoded !== token) out = out.split(encoded).join('[token]');
+export function withoutToken(text: string, token: string, clientSecret?: string): string {
+  let out = text.replace(BASIC_CREDENTIALS, 'Basic [credentials]');
+  for (const [secret, mask] of [
+    [token, '[token]'],
+    [clientSecret ?? '', '[secret]'],
+  ] as const) {
+    if (secret === '') continue;
+    out = out.split(secret).join(mask);
+    const encoded = encodeURIComponent(secret);
+    if (encoded !== secret) out = out.split(encoded).join(mask);
+  }
   return out;
 }
+
+/** RFC 7617 credentials as an Authorization header carries them: `Basic` and base64. */
+const BASIC_CREDENTIALS = /\bBasic +[A-Za-z0-9+/]+=*/gi;
 
 /**
  * A failure, said so an operator can act on it: what went wrong and the provider's own error code,

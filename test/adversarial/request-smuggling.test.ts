@@ -72,22 +72,33 @@ for (const [name, build] of framings) {
   });
 }
 
-t.test('a Transfer-Encoding that does not end in chunked, before any body arrives: 400 and close', async (t) => {
-  // Node dispatches this head as a bodiless request and reads what follows as the next one; only
-  // bytes in the same packet make its parser refuse first. tollgate refuses it either way.
+t.test("a Transfer-Encoding that does not end in chunked: tollgate's own refusal, before any provider call", async (t) => {
+  // Node (20 and 24) dispatches this head as a request and only then fails the body with its own
+  // plain 400: it is tollgate's check that must answer first, with its error and its access line,
+  // and without asking the provider about the token. Head alone and head with smuggled bytes.
   for (const coding of ['identity', 'xchunked', 'gzip']) {
-    const g = await startGate(t);
-    const res = await rawRequest(
-      g.gate.url,
-      `POST /orders HTTP/1.1\r\nHost: ${g.host}\r\nAuthorization: Bearer good\r\nTransfer-Encoding: ${coding}\r\n\r\n`,
-      { responses: 1 },
-    );
-    // Node's parser may refuse the head itself first (plain 400) or let tollgate refuse it
-    // (invalid_request): either way a 400, a close, and nothing upstream.
-    t.equal(res.responses[0]?.status, 400, coding);
-    t.ok(res.responses[0]?.body === '' || JSON.parse(res.responses[0]!.body).error === 'invalid_request');
-    t.same(res.responses[0]?.headers.connection, ['close']);
-    t.equal(g.upstream.requests.length, 0);
+    for (const rest of ['', SMUGGLED]) {
+      const what = `${coding}${rest === '' ? '' : ' + bytes'}`;
+      const g = await startGate(t);
+      const res = await rawRequest(
+        g.gate.url,
+        `POST /orders HTTP/1.1\r\nHost: ${g.host}\r\nAuthorization: Bearer good\r\nTransfer-Encoding: ${coding}\r\n\r\n${rest}`,
+      );
+      t.equal(res.responses.length, 1, `${what}: one answer`);
+      t.equal(res.responses[0]?.status, 400, what);
+      t.same(res.responses[0]?.headers.connection, ['close'], what);
+      t.equal(res.responses[0]?.headers['content-type']?.[0], 'application/json', `${what}: tollgate's error body`);
+      t.same(
+        JSON.parse(res.responses[0]?.body || '{}'),
+        { error: 'invalid_request', error_description: 'the request body has no knowable length' },
+        what,
+      );
+      t.ok(res.closed, `${what}: the connection is closed`);
+      await waitFor(() => g.gate.accessLines().length === 1, `${what}: no access line`);
+      t.match(g.gate.accessLines()[0], { status: 400, outcome: 'bad_request', code: 'invalid_request', provider: null }, what);
+      t.equal(g.provider.callCount, 0, `${what}: the provider was not asked`);
+      t.equal(g.upstream.requests.length, 0, `${what}: nothing upstream`);
+    }
   }
 });
 

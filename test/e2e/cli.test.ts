@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { startOidcProvider, TOLLGATE_CLIENT } from '../../dev/oidc-provider.js';
 import { bearer, request } from '../helpers/http.js';
+import { refusingPort } from '../helpers/ports.js';
 import { startUpstream } from '../helpers/upstream.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -219,12 +220,13 @@ t.test('end to end through the binary, against a real provider', async (t) => {
   };
 
   t.test('check-config --discover asks each provider for its metadata', async (t) => {
+    const gone = `http://127.0.0.1:${await refusingPort(t)}`;
     const dir = t.testdir({
       'tollgate.yaml': `
 upstream: { url: "${upstream.url}" }
 providers:
   - { name: real, issuer: "${op.issuer}", client_id: tollgate, client_secret: x }
-  - { name: gone, issuer: "http://127.0.0.1:9", client_id: tollgate, client_secret: x, timeout_ms: 500 }
+  - { name: gone, issuer: "${gone}", client_id: tollgate, client_secret: x, timeout_ms: 500 }
 `,
     });
     const child = run(t, ['check-config', '--discover', '--config', path.join(dir, 'tollgate.yaml')]);

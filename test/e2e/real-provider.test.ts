@@ -5,6 +5,7 @@
  */
 import t from 'tap';
 import { startOidcProvider } from '../../dev/oidc-provider.js';
+import { manualClock } from '../helpers/clock.js';
 import { bearer } from '../helpers/http.js';
 import { startTollgate, providerEntry } from '../helpers/tollgate.js';
 import { startUpstream } from '../helpers/upstream.js';
@@ -14,7 +15,13 @@ t.test('a real provider vouches for a client_credentials token', async (t) => {
   t.teardown(() => op.close());
   const upstream = await startUpstream();
   t.teardown(() => upstream.close());
-  const gate = await startTollgate(t, { upstream: { url: upstream.url }, providers: [providerEntry('acme', op.issuer)] });
+  // Real time at the start (the provider stamps its tokens with it); then it moves only when told.
+  const clock = manualClock(Date.now());
+  const gate = await startTollgate(
+    t,
+    { upstream: { url: upstream.url }, providers: [providerEntry('acme', op.issuer)] },
+    { clock },
+  );
   const token = await op.mintToken(undefined, undefined, 'orders:read orders:write');
 
   const res = await gate.request('/orders/42?full=1', { headers: bearer(token) });
@@ -42,8 +49,11 @@ t.test('a real provider vouches for a client_credentials token', async (t) => {
     const fresh = await op.mintToken();
     t.equal((await gate.request('/a', { headers: bearer(fresh) })).status, 200);
     await op.revokeToken(fresh);
-    // The answer is cached for ttl_s; a new tollgate (empty cache) asks again at once.
-    const cold = await startTollgate(t, { upstream: { url: upstream.url }, providers: [providerEntry('acme', op.issuer)] });
-    t.equal((await cold.request('/a', { headers: bearer(fresh) })).status, 401);
+    // The answer is cached for ttl_s (60 s, the default; 50 s is before its refresh-ahead window):
+    // the revocation shows only after it.
+    clock.advance(50_000);
+    t.equal((await gate.request('/a', { headers: bearer(fresh) })).status, 200, 'still the cached answer at 50 s');
+    clock.advance(10_001);
+    t.equal((await gate.request('/a', { headers: bearer(fresh) })).status, 401, 'the provider is asked again after ttl_s');
   });
 });

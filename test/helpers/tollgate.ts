@@ -4,6 +4,7 @@
  */
 import type { Test } from 'tap';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { pino } from 'pino';
 import { startApp, type App } from '../../src/app.js';
@@ -145,4 +146,33 @@ export function requestsArrived(url: string, count: number, ms = 30_000): Promis
 /** `waitFor` with the message first and a 10 s default: for states tollgate reaches on its own. */
 export function eventually(check: () => boolean | Promise<boolean>, message: string, timeoutMs = 10_000): Promise<void> {
   return waitFor(check, timeoutMs, `${message} (waited ${timeoutMs} ms)`);
+}
+
+/**
+ * The next request to reach the HTTP server listening at `url`: that server and the server's side
+ * of the connection (from Node's `http.server.request.start` channel). Subscribe before sending.
+ * For counting a server's own connections rather than the process's sockets, which other servers
+ * and clients in the same test process share.
+ */
+export function nextRequestAt(url: string, ms = 10_000): Promise<{ server: Server; socket: Socket }> {
+  const port = Number(new URL(url).port);
+  let onStart!: (message: unknown) => void;
+  let timer: NodeJS.Timeout | undefined;
+  const arrived = new Promise<{ server: Server; socket: Socket }>((resolve, reject) => {
+    onStart = (message) => {
+      const { server, socket } = message as { server: Server; socket: Socket };
+      if (socket.localPort === port) resolve({ server, socket });
+    };
+    timer = setTimeout(() => reject(new Error(`no request reached ${url} within ${ms} ms`)), ms);
+  });
+  subscribe('http.server.request.start', onStart);
+  return arrived.finally(() => {
+    clearTimeout(timer);
+    unsubscribe('http.server.request.start', onStart);
+  });
+}
+
+/** Connections open at `server` now (its own count, whatever else the process holds). */
+export function openConnections(server: Server): Promise<number> {
+  return new Promise((resolve, reject) => server.getConnections((err, count) => (err ? reject(err) : resolve(count))));
 }

@@ -9,19 +9,28 @@ import { startOidcProvider, TOLLGATE_CLIENT } from '../../dev/oidc-provider.js';
 import { createLogger } from '../../src/observability/log.js';
 import { startFakeProvider, json } from '../helpers/fake-provider.js';
 import { bearer } from '../helpers/http.js';
+import { refusingPort } from '../helpers/ports.js';
 import { providerEntry, startTollgate } from '../helpers/tollgate.js';
 import { startUpstream } from '../helpers/upstream.js';
+
+/** A token with `+ / =`, whose percent-encoded form differs from it. */
+const ECHOED = 'echoed+token/value==';
 
 const FIELDS = ['method', 'path', 'route', 'status', 'outcome', 'code', 'provider', 'cache', 'duration_ms', 'upstream_ms'];
 
 t.test('the access line of every outcome, and no secret anywhere', async (t) => {
   const op = await startOidcProvider();
   t.teardown(() => op.close());
-  // A provider that fails and echoes what it was sent in its error: its words must not leak either.
+  // A provider that refuses and echoes what it was sent in its error text, the token raw and
+  // percent-encoded and tollgate's Basic credentials: a 400's error_description is logged (a 500's
+  // body is not), so its words reach the log line and must be masked there.
   const echo = await startFakeProvider();
   t.teardown(() => echo.close());
   echo.script((token, req, res) =>
-    json(res, 500, { error: 'server_error', error_description: `cannot check ${token} for ${req.headers.authorization}` }),
+    json(res, 400, {
+      error: 'invalid_request',
+      error_description: `cannot check ${token} (${encodeURIComponent(token)}) for ${req.headers.authorization}`,
+    }),
   );
   const upstream = await startUpstream();
   t.teardown(() => upstream.close());
@@ -47,7 +56,7 @@ t.test('the access line of every outcome, and no secret anywhere', async (t) => 
     { path: '/orders/3' },
     { path: '/admin/x', headers: bearer(token) },
     { path: '/orders%2Fx', headers: bearer(token) },
-    { path: '/echo/1', headers: bearer('echoed-token-value') },
+    { path: '/echo/1', headers: bearer(ECHOED) },
     { path: `/orders/4?access_token=${token}` },
     { path: '/orders/5', headers: { cookie: `tg=${token}; sid=${cookieSecret}` } },
     { path: '/nowhere', headers: bearer(token) },
@@ -155,17 +164,22 @@ t.test('the access line of every outcome, and no secret anywhere', async (t) => 
 
   t.test('no line holds a token, a secret, an Authorization or a Cookie value', async (t) => {
     const raw = gate.rawLogs();
-    t.ok(
-      gate.logs.some((l) => l.msg === 'introspection failed'),
-      'the provider failure was logged',
+    const failure = gate.logs.find((l) => l.msg === 'introspection failed');
+    t.equal(
+      failure?.cause,
+      'HTTP 400 invalid_request (cannot check [token] ([token]) for Basic [credentials])',
+      "the provider's words are logged, each copy of the token masked",
     );
     for (const [what, secret] of [
       ['the token', token],
-      ['the echoed token', 'echoed-token-value'],
+      ['the echoed token', ECHOED],
+      ['the echoed token, percent-encoded', encodeURIComponent(ECHOED)],
       ['the cookie', cookieSecret],
       ["tollgate's client secret", TOLLGATE_CLIENT.client_secret],
       ["the echo provider's client secret", 'echo-client-secret'],
       ['Basic credentials', Buffer.from('tollgate:echo-client-secret').toString('base64')],
+      // openid-client form-encodes the id and secret before base64 (`-` as %2D).
+      ['Basic credentials as sent', Buffer.from('tollgate:echo%2Dclient%2Dsecret').toString('base64')],
       ['the query string', 'visible-only-upstream'],
     ] as const) {
       t.notOk(raw.includes(secret), `${what} is in no log line`);
@@ -203,11 +217,13 @@ t.test("the production logger's redaction holds when a header dump slips in", as
 });
 
 t.test('access_log: false writes no access line, and the request is still served and counted', async (t) => {
+  const dead = `http://127.0.0.1:${await refusingPort(t)}`;
   const upstream = await startUpstream();
   t.teardown(() => upstream.close());
   const gate = await startTollgate(t, {
     upstream: { url: upstream.url },
-    providers: [providerEntry('acme', 'http://127.0.0.1:9', { introspection_endpoint: 'http://127.0.0.1:9/introspect' })],
+    // Never asked (no request here carries a token); a port of this test's, so nothing else answers.
+    providers: [providerEntry('acme', dead, { introspection_endpoint: `${dead}/introspect` })],
     routes: [{ match: { path_prefix: '/health' }, public: true }],
     access_log: false,
   });

@@ -12,6 +12,7 @@ import t from 'tap';
 import { stringify } from 'yaml';
 import { CLI, ROOT } from '../helpers/binary.js';
 import { request } from '../helpers/http.js';
+import { refusingPort } from '../helpers/ports.js';
 
 t.test('npm ci --omit=dev, then the binary starts from that install alone', async (t) => {
   t.ok(existsSync(CLI), 'dist/ is built (npm test builds first)');
@@ -37,12 +38,13 @@ t.test('npm ci --omit=dev, then the binary starts from that install alone', asyn
     t.notOk(existsSync(path.join(dir, 'node_modules', dev)), `${dev} (a devDependency) is not installed`);
   }
 
+  const dead = `http://127.0.0.1:${await refusingPort(t)}`;
   const config = {
     listen: '127.0.0.1:0',
     admin_listen: '127.0.0.1:0',
-    upstream: { url: 'http://127.0.0.1:9' },
-    // Nothing listens there: discovery retries, the process still starts (SPEC §5).
-    providers: [{ name: 'acme', issuer: 'http://127.0.0.1:9', client_id: 'tollgate', client_secret: 'x' }],
+    upstream: { url: dead },
+    // Nothing answers there: discovery retries, the process still starts (SPEC §5).
+    providers: [{ name: 'acme', issuer: dead, client_id: 'tollgate', client_secret: 'x' }],
     shutdown: { drain_delay_s: 0, timeout_s: 1 },
   };
   writeFileSync(path.join(dir, 'tollgate.yaml'), stringify(config));

@@ -10,7 +10,7 @@ import type { ServerResponse } from 'node:http';
 import { json, startFakeProvider, type FakeProvider } from '../helpers/fake-provider.js';
 import { manualClock } from '../helpers/clock.js';
 import { assertRefusal, bearer } from '../helpers/http.js';
-import { providerEntry, startTollgate, withTimeout } from '../helpers/tollgate.js';
+import { providerEntry, requestsArrived, startTollgate, withTimeout } from '../helpers/tollgate.js';
 import { startUpstream, type RecordingUpstream } from '../helpers/upstream.js';
 
 async function setUp(t: Test) {
@@ -42,21 +42,27 @@ t.test('max_concurrency: the provider never sees more calls at once; waiters are
     held.push(res);
     arrived();
   });
-  const gate = await startTollgate(t, {
-    upstream: { url: upstream.url },
-    providers: [entry(provider, { max_concurrency: 2, queue_timeout_ms: 10_000 })],
-  });
-  const answers = [1, 2, 3, 4, 5, 6].map((i) => gate.request('/', { headers: bearer(`good-${i}`) }));
-  for (let released = 0; released < 6; released++) {
-    // Wait until both slots are taken (fewer at the end), answer one; the next waiter takes its slot.
-    const expected = Math.min(2, 6 - released);
-    await withTimeout(
+  // The provider's connection pool is sized max_concurrency too, so a cap alone does not show the
+  // limiter. Its queue deadline does: measured on this manual clock, it refuses a waiter that the
+  // pool would simply have sent. queue_timeout_ms is far beyond the test, so no real timer fires.
+  const clock = manualClock();
+  const gate = await startTollgate(
+    t,
+    { upstream: { url: upstream.url }, providers: [entry(provider, { max_concurrency: 2, queue_timeout_ms: 600_000 })] },
+    { clock },
+  );
+  const heldAtOnce = (expected: number) =>
+    withTimeout(
       (async () => {
         while (held.length < expected) await new Promise<void>((resolve) => (arrived = resolve));
       })(),
       5000,
       `${expected} calls never were at the provider at once`,
     );
+  const answers = [1, 2, 3, 4, 5, 6].map((i) => gate.request('/', { headers: bearer(`good-${i}`) }));
+  for (let released = 0; released < 6; released++) {
+    // Wait until both slots are taken (fewer at the end), answer one; the next waiter takes its slot.
+    await heldAtOnce(Math.min(2, 6 - released));
     t.ok(provider.calls.length - released <= 2, 'never more than 2 calls at the provider');
     json(held.shift()!, 200, { active: true });
   }
@@ -64,6 +70,24 @@ t.test('max_concurrency: the provider never sees more calls at once; waiters are
   t.same(statuses, [200, 200, 200, 200, 200, 200]);
   t.equal(provider.maxInFlight, 2);
   t.equal(await gate.metric('tollgate_introspection_requests_total', { provider: 'acme', result: 'active' }), 6);
+
+  // Two calls held, a third request waiting: past its deadline, the freed slot refuses it instead
+  // of calling (the pool alone would have sent it to the provider).
+  const busy = [7, 8].map((i) => gate.request('/', { headers: bearer(`good-${i}`) }));
+  await heldAtOnce(2);
+  const late = gate.request('/', { headers: bearer('good-9') });
+  await requestsArrived(gate.url, 1);
+  // From its arrival to the limiter's queue is promise hops, no I/O: one turn of the loop.
+  await new Promise((resolve) => setImmediate(resolve));
+  clock.advance(600_001);
+  json(held.shift()!, 200, { active: true });
+  assertRefusal(t, await late, 503, 'temporarily_unavailable');
+  t.notOk(provider.calls.includes('good-9'), 'the waiter past its deadline made no call');
+  json(held.shift()!, 200, { active: true });
+  t.same(
+    (await Promise.all(busy)).map((r) => r.status),
+    [200, 200],
+  );
 });
 
 t.test('queue_timeout_ms: a request that gets no slot in time is refused 503, with no call made', async (t) => {

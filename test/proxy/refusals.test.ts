@@ -5,34 +5,25 @@
  * no-store`, `Retry-After` on 503, the token nowhere in the answer or the logs, and nothing
  * forwarded upstream. Time is the injected manual clock.
  */
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import t, { type Test } from 'tap';
 import { manualClock } from '../helpers/clock.js';
 import { json, startFakeProvider } from '../helpers/fake-provider.js';
 import { bearer, rawRequest, type Answer } from '../helpers/http.js';
 import { providerEntry, startTollgate } from '../helpers/tollgate.js';
+import { refusingPort } from '../helpers/ports.js';
 import { startUpstream } from '../helpers/upstream.js';
 
 const AUD = 'orders-api';
 /** Breakers never open here: each row must reach the fake to show its own answer. */
 const NO_BREAKER = { failures: 1000, max_pause_s: 1 };
 
-/** A port nothing listens on: bound, then closed. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 const clock = manualClock();
 const fake = await startFakeProvider();
 const slow = await startFakeProvider({ discovery: false });
 const upstream = await startUpstream();
-const deadPort = await closedPort();
+const deadPort = await refusingPort(t);
 t.teardown(async () => {
   await Promise.all([fake.close(), slow.close(), upstream.close()]);
 });
@@ -68,6 +59,9 @@ const gate = await startTollgate(
 /** Claims the fake answers for each token: every test uses its own tokens. */
 const answers = new Map<string, Record<string, unknown>>();
 fake.answer((token) => answers.get(token) ?? { active: false });
+
+/** Introspection calls the fake received for `token`. */
+const callsFor = (token: string) => fake.calls.filter((c) => c === token).length;
 
 let counter = 0;
 /** A fresh token whose introspection answer is `claims` (with this provider's issuer and audience). */
@@ -200,19 +194,34 @@ t.test('inactive: 401 invalid_token', async (t) => {
 t.test('exp, with clock_skew_s (30 s)', async (t) => {
   await allowed(t, '/orders', tokenFor({ exp: clock.nowS() - 29 }));
   await refused(t, '/orders', tokenFor({ exp: clock.nowS() - 31 }), invalidToken);
+  await refused(t, '/orders', tokenFor({ exp: clock.nowS() - 30 }), invalidToken); // exp + skew is now: expired
   await refused(t, '/orders', tokenFor({ exp: String(clock.nowS() + 600) }), invalidToken);
 
-  // The same cached answer, judged again as the clock moves: allowed, then past exp + skew.
+  // An answer is cached no longer than its exp, so past exp the provider is asked again; its
+  // answer is then judged with the skew: allowed up to exp + 30 s, refused after.
   const token = tokenFor({ exp: clock.nowS() + 10 });
   await allowed(t, '/orders', token);
   clock.advance(39_000);
   await allowed(t, '/orders', token);
+  t.equal(callsFor(token), 2, 'past exp, the provider was asked again');
   clock.advance(2_000);
   await refused(t, '/orders', token, invalidToken);
 });
 
+t.test('a cached answer is judged again at each request, as the clock moves', async (t) => {
+  // nbf 60 s ahead: refused now (beyond the 30 s skew), and the active answer is cached (ttl_s 60).
+  const token = tokenFor({ nbf: clock.nowS() + 60 });
+  await refused(t, '/orders', token, invalidToken);
+  clock.advance(29_000);
+  await refused(t, '/orders', token, invalidToken);
+  clock.advance(2_000);
+  await allowed(t, '/orders', token);
+  t.equal(callsFor(token), 1, 'one provider call: each verdict was reached on the cached answer');
+});
+
 t.test('nbf, with clock_skew_s (30 s)', async (t) => {
   await allowed(t, '/orders', tokenFor({ nbf: clock.nowS() + 29 }));
+  await allowed(t, '/orders', tokenFor({ nbf: clock.nowS() + 30 })); // nbf − skew is now: valid
   const token = tokenFor({ nbf: clock.nowS() + 31 });
   await refused(t, '/orders', token, invalidToken);
   await refused(t, '/orders', tokenFor({ nbf: 'soon' }), invalidToken);
@@ -229,6 +238,8 @@ t.test('aud, with an audience configured', async (t) => {
   await refused(t, '/orders', tokenFor({ aud: ['billing-api', 'x'] }), invalidToken);
   await refused(t, '/orders', tokenFor({ aud: undefined }), invalidToken);
   await refused(t, '/orders', tokenFor({ aud: [] }), invalidToken);
+  await refused(t, '/orders', tokenFor({ aud: 42 }), invalidToken); // neither a string nor a list
+  await refused(t, '/orders', tokenFor({ aud: { [AUD]: true } }), invalidToken);
   await allowed(t, '/orders', tokenFor({ aud: ['billing-api', AUD] }));
 });
 
@@ -237,6 +248,7 @@ t.test('token_type refresh_token: 401', async (t) => {
   await refused(t, '/orders', tokenFor({ token_type: 'urn:ietf:params:oauth:token-type:refresh_token' }), invalidToken);
   await refused(t, '/orders', tokenFor({ token_type: 'Refresh_Token' }), invalidToken); // compared case-insensitively
   await allowed(t, '/orders', tokenFor({ token_type: 'Bearer' }));
+  await allowed(t, '/orders', tokenFor({ token_type: 'access_tokens' })); // as long as refresh_token
 });
 
 t.test('cnf present (a sender-constrained token): 401', async (t) => {
@@ -404,8 +416,8 @@ t.test('a public route needs no token and calls no provider', async (t) => {
 t.test('upstream failures: 502 and 504', async (t) => {
   const token = tokenFor({});
 
-  t.test('an upstream that refuses the connection: 502 bad_gateway', async (t) => {
-    const port = await closedPort();
+  t.test('an upstream that will not take the connection: 502 bad_gateway', async (t) => {
+    const port = await refusingPort(t);
     const broken = await startTollgate(
       t,
       {
