@@ -193,7 +193,7 @@ function parseSigningKey(text: string, configuredAlg: string | undefined, fail: 
     return undefined;
   }
   if (configuredAlg !== undefined && jwkAlg !== undefined && jwkAlg !== configuredAlg) {
-    fail('signing_alg', `the key in private_key_file is for ${typeof jwkAlg === 'string' ? quote(jwkAlg) : 'another algorithm'}`);
+    fail('signing_alg', `the key in private_key_file is for ${typeof jwkAlg === 'string' ? jwkAlg : 'another algorithm'}`);
     return undefined;
   }
   if (configuredAlg === undefined && jwkAlg !== undefined && !isSigningAlg(jwkAlg)) {

@@ -237,14 +237,14 @@ function crossCheck(outline: Outline): Problem[] {
     else if (i >= outline.inlineCount) {
       problems.push({
         path: `providers_dir/${p.name}.yaml: name`,
-        message: `duplicate provider name ${quote(p.name)} (also in ${where(first, p.name)})`,
+        message: `duplicate provider name ${p.name} (also in ${where(first, p.name)})`,
       });
     }
   });
   outline.routes.forEach((r, i) => {
     r.providers?.forEach((name, j) => {
       if (typeof name === 'string' && !names.has(name))
-        problems.push({ path: formatPath(['routes', i, 'providers', j]), message: `unknown provider ${quote(name)}` });
+        problems.push({ path: formatPath(['routes', i, 'providers', j]), message: `unknown provider ${name}` });
     });
   });
   return problems;

@@ -49,7 +49,7 @@ export function parseYamlTree(text: string, problems: YamlProblem[]): { ok: true
     return { ok: false };
   }
   if (doc.errors.length > 0) {
-    for (const err of doc.errors.slice(0, 10)) problems.push({ at: [], message: `YAML: ${describeYamlError(err, text)}` });
+    for (const err of doc.errors.slice(0, 1)) problems.push({ at: [], message: `YAML: ${describeYamlError(err, text)}` });
     return { ok: false };
   }
   const before = problems.length;
@@ -99,7 +99,7 @@ function walk(
   if (isAlias(node)) {
     const target = node.resolve(doc);
     if (target === undefined) {
-      problems.push({ at, message: 'YAML: an alias whose anchor is not defined before it' });
+      problems.push({ at, message: 'YAML: an alias without its anchor' });
       return null;
     }
     if (expanding.has(target)) {
