@@ -53,7 +53,7 @@ function checkRoutes(routes: unknown): Problem[] {
         if (!(err instanceof TollgateError)) throw err;
         problems.push({
           path: `routes[${i}].match.path_prefix`,
-          message: `never matches: no request can have ${err.description}`,
+          message: `never matches: ${err.description}`,
         });
         return;
       }

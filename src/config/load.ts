@@ -131,8 +131,13 @@ export function validateConfig(input: Tree, options: ValidateOptions = {}): Load
     resolveKeyFilePaths(p, baseDir);
   });
 
-  const parsed = configSchema.safeParse(raw, { error: requiredMessage });
-  if (!parsed.success) problems.push(...toProblems(parsed.error.issues, (parts) => formatPath(parts)));
+  const parsed = configSchema.safeParse(raw, { error: describeIssue });
+  if (!parsed.success) {
+    // A path already named (an unset variable, an unreadable file) has its problem: the schema's
+    // verdict on what was left in its place would only repeat it.
+    const named = new Set(problems.map((p) => p.path));
+    problems.push(...toProblems(parsed.error.issues, (parts) => formatPath(parts)).filter((p) => !named.has(p.path)));
+  }
   // Key files are checked for every provider that is valid on its own, even when another part is not.
   inline.forEach((p, i) => {
     const provider = providerSchema.safeParse(p);
@@ -225,7 +230,7 @@ export function loadProvidersDir(dir: string, env: NodeJS.ProcessEnv, problems: 
       problems.push({ path: at(['name']), message: `must equal the file name (${quote(stem)}) or be left out` });
     resolveSecretFiles(raw, dir, (key, message) => problems.push({ path: at([key]), message }));
     resolveKeyFilePaths(raw, dir);
-    const parsed = providerSchema.safeParse(raw, { error: requiredMessage });
+    const parsed = providerSchema.safeParse(raw, { error: describeIssue });
     if (parsed.success) {
       providers.push(parsed.data);
       readProviderKeys(parsed.data, (key, message) => problems.push({ path: at([key]), message }));
@@ -383,22 +388,17 @@ function applyEnvironment(raw: Tree, env: NodeJS.ProcessEnv, fromFile: boolean, 
   Object.assign(inline[0], Object.fromEntries(given));
 }
 
-function requiredMessage(issue: { code?: string; input?: unknown }): string | undefined {
-  if (issue.code === 'invalid_type' && issue.input === undefined) return 'required';
-  return undefined;
-}
-
 /**
  * zod's issues as problems: one per path (zod may report a value twice, as not an integer and as
  * too small), in words that never repeat the value (it may be a secret).
  */
 function toProblems(issues: readonly z.core.$ZodIssue[], at: (parts: readonly PropertyKey[]) => string): Problem[] {
-  const out: Problem[] = [];
-  const seen = new Set<string>();
-  const add = (where: string, message: string) => {
-    if (seen.has(where)) return;
-    seen.add(where);
-    out.push({ path: where, message });
+  const out = new Map<string, { message: string; weak: boolean }>();
+  const add = (where: string, message: string, weak = false) => {
+    const before = out.get(where);
+    // A later issue replaces only a weak one: zod's "not a safe integer" bound, which says less
+    // than the schema's own bound on the same value (-1e308 is better told "must be greater than 0").
+    if (before === undefined || (before.weak && !weak)) out.set(where, { message, weak });
   };
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
@@ -406,17 +406,22 @@ function toProblems(issues: readonly z.core.$ZodIssue[], at: (parts: readonly Pr
     } else if (issue.code === 'invalid_key') {
       add(at(issue.path), issue.issues[0]?.message ?? 'invalid key');
     } else {
-      add(at(issue.path), describeIssue(issue));
+      const bound = issue.code === 'too_small' ? issue.minimum : issue.code === 'too_big' ? issue.maximum : undefined;
+      add(at(issue.path), issue.message, bound !== undefined && Math.abs(Number(bound)) >= Number.MAX_SAFE_INTEGER);
     }
   }
-  return out;
+  return [...out].map(([path, { message }]) => ({ path, message }));
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+/**
+ * zod's error map for a parse: messages in the configuration's words (the schema's own messages,
+ * such as a pattern's, take precedence). The value itself is never repeated: it may be a secret.
+ */
+function describeIssue(issue: z.core.$ZodRawIssue): string | undefined {
   switch (issue.code) {
     case 'invalid_type':
       if (issue.input === undefined) return 'required';
-      return `expected ${article(issue.expected)}, got ${kindOf(issue.input)}`;
+      return `expected ${article(String(issue.expected))}, got ${kindOf(issue.input)}`;
     case 'too_small': {
       const min = Number(issue.minimum);
       if (issue.origin === 'string') return min <= 1 ? 'must not be empty' : `at least ${min} characters`;
@@ -432,9 +437,9 @@ function describeIssue(issue: z.core.$ZodIssue): string {
     case 'invalid_value':
       return `expected one of ${issue.values.map((v) => String(v)).join(', ')}`;
     case 'invalid_format':
-      return issue.format === 'url' ? 'expected a URL (https://…)' : issue.message;
+      return issue.format === 'url' ? 'expected a URL (https://…)' : undefined;
     default:
-      return issue.message;
+      return undefined;
   }
 }
 
