@@ -262,7 +262,8 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
     try {
       loaded = source.load();
     } catch (err) {
-      return fail([{ path: '(reload)', message: `cannot load: ${(err as Error).message}` }]);
+      // The loader returns its problems; an exception from it is a bug, said so and not blamed on a file.
+      return fail([{ path: '(reload)', message: `internal error (a bug): ${String((err as Error)?.message ?? err)}` }]);
     }
     if (!loaded.ok) return fail(loaded.problems);
     const next = keepRestartOnly(loaded.config);
