@@ -79,8 +79,7 @@ export function loadConfig(options: LoadOptions = {}): LoadResult {
   if (level !== undefined && level !== '' && !(LOG_LEVELS as readonly string[]).includes(level)) {
     problems.push({ path: 'TOLLGATE_LOG_LEVEL', message: `expected one of ${LOG_LEVELS.join(', ')}` });
   }
-  const validated = validateConfig(raw, { env, baseDir, problems });
-  const result = validated.ok ? validated : { ok: false as const, problems: validated.problems.map((p) => nameVariable(p, env)) };
+  const result = validateConfig(raw, { env, baseDir, problems });
   if (result.ok || configPath !== undefined) return result;
   // Zero-file mode: a missing TOLLGATE_UPSTREAM_URL or TOLLGATE_ISSUER is reported under its own
   // name; the schema's `upstream.url: required` or "at least one provider" would say it twice.
@@ -89,22 +88,6 @@ export function loadConfig(options: LoadOptions = {}): LoadResult {
     (named.has('TOLLGATE_UPSTREAM_URL') && (p.path === 'upstream' || p.path === 'upstream.url')) ||
     (named.has('TOLLGATE_ISSUER') && p.path === 'providers');
   return { ok: false, problems: result.problems.filter((p) => !repeats(p)) };
-}
-
-/** Where a value came from an environment variable, a problem with it names the variable. */
-const VARIABLE_OF: Readonly<Record<string, string>> = {
-  listen: 'TOLLGATE_LISTEN',
-  admin_listen: 'TOLLGATE_ADMIN_LISTEN',
-  'upstream.url': 'TOLLGATE_UPSTREAM_URL',
-  'providers[0].issuer': 'TOLLGATE_ISSUER',
-  'providers[0].introspection_endpoint': 'TOLLGATE_INTROSPECTION_ENDPOINT',
-  'providers[0].client_id': 'TOLLGATE_CLIENT_ID',
-  'providers[0].client_secret': 'TOLLGATE_CLIENT_SECRET',
-};
-
-function nameVariable(problem: Problem, env: NodeJS.ProcessEnv): Problem {
-  const variable = VARIABLE_OF[problem.path];
-  return variable === undefined || nonEmpty(env[variable]) === undefined ? problem : { ...problem, path: variable };
 }
 
 export interface ValidateOptions {

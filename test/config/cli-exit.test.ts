@@ -76,7 +76,7 @@ t.test('hostile configurations: exit 1 with problems, never a stack trace', asyn
     TOLLGATE_LOG_LEVEL: 'verbose',
   });
   t.equal(r.code, 1);
-  t.match(r.stderr, /TOLLGATE_UPSTREAM_URL: expected a URL/);
+  t.match(r.stderr, /upstream\.url: expected a URL/);
   t.match(r.stderr, /TOLLGATE_LOG_LEVEL: expected one of/);
 });
 

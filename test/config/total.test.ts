@@ -145,7 +145,7 @@ t.test('listen and admin_listen on one address', async (t) => {
     'admin_listen: the same address as listen ("127.0.0.1:7080")',
   ]);
   t.same(problems(t, load(t, `${GOOD}`, { TOLLGATE_ADMIN_LISTEN: '0.0.0.0:7080' })), [
-    'TOLLGATE_ADMIN_LISTEN: the same address as listen ("0.0.0.0:7080")',
+    'admin_listen: the same address as listen ("0.0.0.0:7080")',
   ]);
   ok(t, load(t, `listen: "127.0.0.1:0"\nadmin_listen: "127.0.0.1:0"\n${GOOD}`));
   ok(t, load(t, `listen: "127.0.0.1:7080"\nadmin_listen: "127.0.0.2:7080"\n${GOOD}`));
@@ -173,12 +173,12 @@ server: { request_timeout_ms: 1e400 }
 t.test('an unknown log level and environment values that are not URLs', async (t) => {
   t.same(problems(t, load(t, GOOD, { TOLLGATE_LOG_LEVEL: 'verbose', TOLLGATE_UPSTREAM_URL: '127.0.0.1:8080' })), [
     'TOLLGATE_LOG_LEVEL: expected one of fatal, error, warn, info, debug, trace, silent',
-    'TOLLGATE_UPSTREAM_URL: expected a URL (https://…)',
+    'upstream.url: expected a URL (https://…)',
   ]);
   const zeroFile = loadConfig({ env: { TOLLGATE_UPSTREAM_URL: 'x', TOLLGATE_ISSUER: '', TOLLGATE_CLIENT_ID: 'c' } });
   t.same(problems(t, zeroFile), [
     'TOLLGATE_ISSUER: required without a configuration file (or give --config FILE)',
-    'TOLLGATE_UPSTREAM_URL: expected a URL (https://…)',
+    'upstream.url: expected a URL (https://…)',
   ]);
 });
 
