@@ -61,6 +61,11 @@ export function parseYamlTree(text: string, problems: YamlProblem[]): { ok: true
       problems.push(err.problem);
       return { ok: false };
     }
+    // The limits above should make this unreachable; should they not, still a problem, not a crash.
+    if (err instanceof RangeError) {
+      problems.push({ at: [], message: 'YAML: nested too deeply' });
+      return { ok: false };
+    }
     throw err;
   }
 }
@@ -117,6 +122,11 @@ function walk(
     return null;
   }
   if (depth >= MAX_DEPTH) throw new LimitReached({ at, message: `YAML: nested more than ${MAX_DEPTH} levels` });
+  if (expanding.has(node)) {
+    // Reached through a merge of a sequence that holds this very mapping.
+    problems.push({ at, message: 'YAML: an alias inside the node it refers to' });
+    return null;
+  }
   expanding.add(node);
   try {
     if (isSeq(node)) {
@@ -166,11 +176,14 @@ function walkMap(
   }
   // `<<` (YAML 1.1 merge): keys written in the mapping win, then earlier sources over later ones.
   for (const merge of merges) {
-    let source: Node | null | undefined = merge.value;
-    if (source !== null && isAlias(source)) source = source.resolve(doc);
-    const sources = source !== null && source !== undefined && isSeq(source) ? (source.items as (Node | null)[]) : [source];
+    // Aliases are walked, not resolved here, so that walk() sees an alias to a node being expanded.
+    const resolved = merge.value !== null && isAlias(merge.value) ? merge.value.resolve(doc) : merge.value;
+    const sources =
+      resolved !== null && resolved !== undefined && isSeq(resolved) ? (resolved.items as (Node | null)[]) : [merge.value];
     for (const item of sources) {
-      const value = walk(doc, item ?? null, [...merge.at, '<<'], depth, expanding, budget, problems);
+      const before = problems.length;
+      const value = walk(doc, item ?? null, [...merge.at, '<<'], depth + 1, expanding, budget, problems);
+      if (problems.length > before) continue;
       if (value === null || typeof value !== 'object' || Array.isArray(value)) {
         problems.push({ at: [...merge.at, '<<'], message: 'YAML: a merge (<<) takes a mapping or a list of mappings' });
         continue;

@@ -194,6 +194,10 @@ t.test('an unset ${VAR}, an empty or scheme-less URL: problems, not exceptions',
 
 t.test('YAML: aliases, merge keys and limits', async (t) => {
   t.same(problems(t, load(t, `${GOOD}x: &a [*a]\n`)), ['x[0]: YAML: an alias inside the node it refers to']);
+  // The same loop through a merge key, directly, nested, or through a sequence holding the mapping.
+  t.same(problems(t, load(t, `${GOOD}x: &a { <<: *a }\n`)), ['x.<<: YAML: an alias inside the node it refers to']);
+  t.same(problems(t, load(t, `${GOOD}x: &a { b: { <<: *a } }\n`)), ['x.b.<<: YAML: an alias inside the node it refers to']);
+  t.same(problems(t, load(t, `${GOOD}x: &a [{ <<: *a }]\n`)), ['x[0].<<: YAML: an alias inside the node it refers to']);
   // Merge keys are honoured: keys written in the mapping win, then earlier sources over later ones.
   const config = ok(
     t,
