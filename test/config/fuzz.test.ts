@@ -288,11 +288,47 @@ const envValue = fc.oneof(
 );
 const environment = fc.dictionary(fc.constantFrom(...VARIABLES), envValue, { maxKeys: 4 });
 
+/**
+ * Flow-style YAML from a small grammar of its own constructs — anchors, aliases (defined or not,
+ * inside their own anchor or not), merge keys of mappings, sequences and scalars, tags — so that
+ * the walk of aliases and merges meets every shape, not only the ones text damage reaches.
+ */
+const anchor = fc.constantFrom('a0', 'a1', 'a2');
+const { yamlNode } = fc.letrec<{ yamlNode: string; yamlMap: string; yamlSeq: string }>((tie) => ({
+  yamlNode: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.constantFrom('1', 'x', '""', 'null', '-1e308', '"${NOPE}"', '!!binary aGk=', '!!str 5', '__proto__', '"/x/../a"'),
+    tie('yamlMap'),
+    tie('yamlSeq'),
+    fc.tuple(anchor, tie('yamlNode')).map(([a, n]) => `&${a} ${n}`),
+    anchor.map((a) => `*${a}`),
+  ),
+  yamlMap: fc
+    .array(
+      fc.tuple(
+        fc.oneof(
+          fc.constantFrom('<<', '!!merge <<', 'ttl_s', 'name', '__proto__', 'k', 'k'),
+          anchor.map((a) => `*${a}`),
+        ),
+        tie('yamlNode'),
+      ),
+      { maxLength: 4 },
+    )
+    .map((pairs) => `{ ${pairs.map(([k, v]) => `${k}: ${v}`).join(', ')} }`),
+  yamlSeq: fc.array(tie('yamlNode'), { maxLength: 4 }).map((items) => `[${items.join(', ')}]`),
+}));
+/** Appended as top-level keys (unknown ones, or cache and routes) after the base file. */
+const yamlExtra = fc.array(fc.tuple(fc.constantFrom('x', 'y', 'cache', 'routes', 'headers'), yamlNode), { maxLength: 3 });
+
+/** Often none of a kind of damage: a case with a little damage says more than one with a lot. */
+const sometimes = <T>(arbitrary: fc.Arbitrary<T[]>) => fc.oneof(fc.constant([] as T[]), arbitrary);
+
 const input = fc.record({
-  mutations: fc.array(mutation, { maxLength: 4 }),
-  edits: fc.array(textEdit, { maxLength: 3 }),
-  env: environment,
-  zeroFile: fc.boolean(),
+  mutations: sometimes(fc.array(mutation, { maxLength: 4 })),
+  extra: sometimes(yamlExtra),
+  edits: sometimes(fc.array(textEdit, { maxLength: 3 })),
+  env: fc.oneof(fc.constant({}), environment),
+  zeroFile: fc.oneof({ weight: 4, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
 });
 
 let caseNumber = 0;
@@ -360,7 +396,7 @@ t.test(`the loader is total (${RUNS} cases, seed ${SEED})`, async (t) => {
   const started = process.hrtime.bigint();
   let accepted = 0;
   fc.assert(
-    fc.property(input, ({ mutations, edits, env, zeroFile }) => {
+    fc.property(input, ({ mutations, extra, edits, env, zeroFile }) => {
       const tree = structuredClone(BASE) as unknown as Json;
       for (const m of mutations) mutate(tree, m);
       let text: string;
@@ -369,6 +405,9 @@ t.test(`the loader is total (${RUNS} cases, seed ${SEED})`, async (t) => {
       } catch {
         return; // a tree yaml cannot write (not a loader input)
       }
+      // A key the tree already has would only be a duplicate: the grammar's keys replace them.
+      for (const [key, node] of extra)
+        text = `${text.replace(new RegExp(`^${key}:.*(\\n[ -].*)*\\n?`, 'm'), '')}${key}: ${node}\n`;
       for (const e of edits) text = applyEdit(text, e);
       const file = path.join(dir, `case-${caseNumber++ % 50}.yaml`);
       writeFileSync(file, text);
