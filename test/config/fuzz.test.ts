@@ -11,7 +11,8 @@
  * shrunk counterexample.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
 import t from 'tap';
@@ -26,15 +27,18 @@ if (process.env.TOLLGATE_FUZZ_TIMEOUT_S !== undefined) t.setTimeout(Number(proce
 
 const SECRET = 'S3CRET-fuzz-91c2';
 
-const dir = t.testdir({
-  'secret.txt': `${SECRET}\n`,
-  'big.txt': 'x'.repeat(1024 * 1024 + 1),
-  'providers.d': {
-    'good.yaml': `issuer: "https://good.example"\nclient_id: c\nclient_secret: "${SECRET}"\n`,
-    'bad.yaml': `issuer: 1\nclient_id: [\n`,
-  },
-  'empty.d': {},
-});
+// A folder of its own (not tap's fixture folder), so that a long run beside the suite shares nothing.
+const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-fuzz-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+writeFileSync(path.join(dir, 'secret.txt'), `${SECRET}\n`);
+writeFileSync(path.join(dir, 'big.txt'), 'x'.repeat(1024 * 1024 + 1));
+mkdirSync(path.join(dir, 'providers.d'));
+writeFileSync(
+  path.join(dir, 'providers.d', 'good.yaml'),
+  `issuer: "https://good.example"\nclient_id: c\nclient_secret: "${SECRET}"\n`,
+);
+writeFileSync(path.join(dir, 'providers.d', 'bad.yaml'), `issuer: 1\nclient_id: [\n`);
+mkdirSync(path.join(dir, 'empty.d'));
 // What must be refused without being read: a FIFO (a read would block forever), a device, a loop.
 execFileSync('mkfifo', [path.join(dir, 'fifo')]);
 execFileSync('mkfifo', [path.join(dir, 'providers.d', 'pipe.yaml')]);
