@@ -163,6 +163,7 @@ function splitAddress(value: unknown): { host: string; port: number } | undefine
   const colon = value.lastIndexOf(':');
   if (colon <= 0) return undefined;
   const port = Number(value.slice(colon + 1));
-  if (!Number.isInteger(port)) return undefined;
+  // A port out of range is the schema's to report.
+  if (!Number.isInteger(port) || port > 65535) return undefined;
   return { host: value.slice(0, colon).toLowerCase(), port };
 }

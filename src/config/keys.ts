@@ -12,7 +12,6 @@ import { createHash, createPrivateKey, X509Certificate, type KeyObject, type Jso
 import path from 'node:path';
 import * as tls from 'node:tls';
 import { KEY_FILE_LIMIT_BYTES, readBoundedFile, readBoundedText } from './files.js';
-import { quote } from './text.js';
 
 /** The keys whose value is a file of key material. */
 export const KEY_FILE_KEYS = ['private_key_file', 'tls_cert_file', 'tls_key_file', 'ca_file'] as const;
