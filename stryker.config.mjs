@@ -4,7 +4,7 @@
 // tap process per file, which costs several times the tests themselves per mutant, and stop at the
 // first failure (TAP_BAIL). `MUTATE=token,drain npx stryker run` runs a subset; `npm run
 // test:mutation` runs every module in turn and prints the table README reports.
-// Line ranges: only the masking in providers.ts and the cache key in introspect.ts are in scope.
+// Line ranges: only the masking in provider/providers.ts and the cache key in cache/answers.ts are in scope.
 
 /** @type {Record<string, { mutate: string[]; tests: string[] }>} */
 export const MODULES = {
@@ -20,10 +20,10 @@ export const MODULES = {
   },
   drain: { mutate: ['src/drain.ts'], tests: ['test/drain.test.ts'] },
   masking: {
-    mutate: ['src/proxy/providers.ts:270-291'],
-    tests: ['test/proxy/provider-error-text.test.ts', 'test/observability/logs.test.ts'],
+    mutate: ['src/provider/providers.ts:280-292'],
+    tests: ['test/provider/provider-error-text.test.ts', 'test/observability/logs.test.ts'],
   },
-  'cache-key': { mutate: ['src/proxy/introspect.ts:91-97'], tests: ['test/proxy/cache-key.test.ts'] },
+  'cache-key': { mutate: ['src/cache/answers.ts:98-100'], tests: ['test/cache/cache-key.test.ts'] },
   select: {
     mutate: ['src/proxy/select.ts'],
     tests: ['test/proxy/provider-selection.test.ts', 'test/proxy/provider-choice.test.ts'],

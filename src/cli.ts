@@ -2,11 +2,17 @@
 /**
  * `tollgate [--config FILE]` and `tollgate check-config [--config FILE] [--discover]` (SPEC §1).
  * The only place that prints to the terminal directly and the only process.exit.
+ *
+ * Exit codes: 0 after a clean shutdown (or a valid configuration); 1 for a bad configuration or a
+ * start that failed (a port in use), with the problems printed and never a stack trace; 2 for
+ * anything else, which is a bug in tollgate and says so in one line.
  */
 import './v8-flags.js'; // first: before any other module allocates
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { startApp } from './app.js';
 import { formatProblems, loadConfig } from './config/load.js';
+import { singleLine } from './config/text.js';
 import type { Config } from './config/schema.js';
 import { runUntilSignalled } from './lifecycle.js';
 import { createLogger } from './observability/log.js';
@@ -18,9 +24,43 @@ const USAGE = `Usage:
   tollgate check-config [--config FILE] [--discover]
                                                   validate; --discover also asks each provider for its metadata
 Options:
-  -c, --config FILE   YAML configuration (SPEC §2)
+  -c, --config FILE   YAML configuration file (every key is described in the README)
   -h, --help          this text
+  -v, --version       print the version
+Without a file, the environment configures one provider: TOLLGATE_UPSTREAM_URL, TOLLGATE_ISSUER,
+TOLLGATE_CLIENT_ID, TOLLGATE_CLIENT_SECRET (TOLLGATE_INTROSPECTION_ENDPOINT to skip discovery).
+TOLLGATE_LISTEN, TOLLGATE_ADMIN_LISTEN and TOLLGATE_LOG_LEVEL override the file.
+Exit status: 0 ok; 1 invalid configuration or failed start (problems printed); 2 internal error (a bug).
 `;
+
+/** A start-up failure that is the operator's to fix (exit 1), as one line; undefined for a bug. */
+function describeStartFailure(err: unknown): string | undefined {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number; hostname?: string };
+  if (typeof e?.code !== 'string') return undefined;
+  const where = e.address === undefined ? '' : ` on ${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port}`;
+  if (e.syscall === 'listen' || e.syscall === 'bind') {
+    const why =
+      e.code === 'EADDRINUSE'
+        ? 'the address is already in use'
+        : e.code === 'EACCES'
+          ? 'permission denied (a port below 1024 needs privileges)'
+          : e.code === 'EADDRNOTAVAIL'
+            ? 'the address is not on this machine'
+            : e.code;
+    return `cannot listen${where}: ${why}`;
+  }
+  if (e.syscall === 'getaddrinfo') return `cannot listen: the host ${JSON.stringify(String(e.hostname))} is unknown (${e.code})`;
+  return undefined;
+}
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
 
 async function main(argv: string[]): Promise<number> {
   let parsed;
@@ -32,6 +72,7 @@ async function main(argv: string[]): Promise<number> {
         config: { type: 'string', short: 'c' },
         discover: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
       },
     });
   } catch (err) {
@@ -41,6 +82,10 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parsed;
   if (values.help) {
     process.stdout.write(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`tollgate ${version()}\n`);
     return 0;
   }
   const command = positionals[0] ?? 'run';
@@ -60,7 +105,16 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'check-config') return checkConfig(config, values.discover === true);
 
   const logger = createLogger({ level: process.env.TOLLGATE_LOG_LEVEL || 'info' });
-  const app = await startApp({ config, logger, source: fileSource({ configPath: values.config }) });
+  let app;
+  try {
+    app = await startApp({ config, logger, source: fileSource({ configPath: values.config }) });
+  } catch (err) {
+    const failure = describeStartFailure(err);
+    if (failure === undefined) throw err;
+    await new Promise<void>((resolve) => logger.flush(() => resolve()));
+    process.stderr.write(`tollgate: ${failure}\n`);
+    return 1;
+  }
   const code = await runUntilSignalled(app, config).stopped;
   // Lines are written asynchronously: flush them before the process ends, so 'stopped' is never lost.
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
@@ -74,7 +128,8 @@ async function checkConfig(config: Config, discover: boolean): Promise<number> {
     `  providers (${config.providers.length}): ${config.providers.map((p) => `${p.name} <${p.issuer}>`).join(', ')}`,
     `  routes: ${config.routes.length}`,
   ];
-  process.stdout.write(`${lines.join('\n')}\n`);
+  // Values are the operator's own, but a control character in one must not forge a line.
+  process.stdout.write(`${lines.map(singleLine).join('\n')}\n`);
   if (!discover) return 0;
   let failed = 0;
   for (const provider of config.providers) {
@@ -96,7 +151,11 @@ main(process.argv.slice(2)).then(
     setImmediate(() => process.exit(code)).unref();
   },
   (err: unknown) => {
-    process.stderr.write(`tollgate: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(1);
+    // Not the operator's mistake: one line that says so, with what is needed to report it.
+    const what = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+    process.stderr.write(
+      `tollgate: internal error (a bug in tollgate ${version()}, please report it): ${what.replace(/\s+/g, ' ')}\n`,
+    );
+    process.exit(2);
   },
 );

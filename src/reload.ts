@@ -10,14 +10,10 @@
  * discovery that fails or takes too long — changes nothing: the old runtime keeps serving, the
  * failure is logged naming the file and the problem, and counted.
  *
- * Triggers: `reload()` (SIGHUP, see lifecycle.ts) and changes in the configuration file's folder,
- * in providers_dir, and in the folders of the providers' key, certificate and CA files (renewed in
- * place, as cert-manager renews a Secret). Folders, not files, are watched, and every event only
- * schedules a full re-read after a quiet time: Kubernetes updates a mounted ConfigMap or Secret by
- * swapping a `..data` symlink, so the files themselves never change and per-file events cannot be
- * relied upon.
+ * Triggers: `reload()` (SIGHUP, see lifecycle.ts) and changes in the folders the configuration
+ * depends on (reload/watch.ts).
  */
-import { existsSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import {
   loadConfig,
@@ -27,13 +23,16 @@ import {
   type Problem,
   type ValidateOptions,
 } from './config/load.js';
-import { KEY_FILE_KEYS, keyFilesDigest } from './config/keys.js';
+import { keyFilesDigest } from './config/keys.js';
 import type { Config, ProviderConfig } from './config/schema.js';
 import type { Logger } from './observability/log.js';
 import type { Metrics } from './observability/metrics.js';
 import type { AnswerCache } from './cache/answers.js';
 import { createProvider, describeFailure, type Provider, type ProviderDeps } from './provider/providers.js';
 import { compileRuntime, type Runtime } from './runtime.js';
+import { createLimit } from './reload/limit.js';
+import { track, type TrackedProvider } from './reload/track.js';
+import { createFolderWatch, foldersToWatch } from './reload/watch.js';
 
 /** Where a reload reads the configuration from. */
 export interface ConfigSource {
@@ -121,32 +120,6 @@ export interface LiveRuntime {
 
 /** Keys a reload cannot apply to a running process: they are kept, and the change is logged. */
 const RESTART_ONLY = ['listen', 'admin_listen', 'upstream', 'cache'] as const;
-
-/** A provider with its in-flight calls counted, so a retired one closes when idle. */
-interface TrackedProvider extends Provider {
-  whenIdle(): Promise<void>;
-}
-
-function track(provider: Provider): TrackedProvider {
-  let inFlight = 0;
-  let waiters: (() => void)[] = [];
-  // A delegate, not a copy: whatever else the provider exposes (getters included) stays live.
-  return Object.assign(Object.create(provider) as Provider, {
-    async fetchAnswer(token: string) {
-      inFlight++;
-      try {
-        return await provider.fetchAnswer(token);
-      } finally {
-        if (--inFlight === 0) {
-          const wake = waiters;
-          waiters = [];
-          for (const w of wake) w();
-        }
-      }
-    },
-    whenIdle: () => (inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiters.push(resolve))),
-  });
-}
 
 export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
   const { source, cache, logger, metrics, providerDeps } = options;
@@ -262,7 +235,8 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
     try {
       loaded = source.load();
     } catch (err) {
-      return fail([{ path: '(reload)', message: `cannot load: ${(err as Error).message}` }]);
+      // The loader returns its problems; an exception from it is a bug, said so and not blamed on a file.
+      return fail([{ path: '(reload)', message: `internal error (a bug): ${String((err as Error)?.message ?? err)}` }]);
     }
     if (!loaded.ok) return fail(loaded.problems);
     const next = keepRestartOnly(loaded.config);
@@ -353,73 +327,14 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
     return queued;
   };
 
-  // Watching: one watcher per folder, each event schedules one debounced reload.
+  // Watching: one watcher per folder, each relevant event schedules one debounced reload.
   const watchOptions = options.watch === false || source === undefined ? undefined : (options.watch ?? {});
-  const debounceMs = watchOptions?.debounceMs ?? 250;
-  const watchers = new Map<string, { watcher: FSWatcher; relevant: (name: string | null) => boolean }>();
-  let debounce: NodeJS.Timeout | undefined;
-  const schedule = () => {
-    clearTimeout(debounce);
-    debounce = setTimeout(() => void reload(), debounceMs);
-    debounce.unref();
-  };
+  const folders = createFolderWatch({ debounceMs: watchOptions?.debounceMs ?? 250, log, onChange: () => void reload() });
 
   function rewatch(): void {
     if (watchOptions === undefined || source === undefined || closed) return;
-    const wanted = new Map<string, (name: string | null) => boolean>();
-    const add = (dir: string, relevant: (name: string) => boolean) => {
-      const before = wanted.get(dir);
-      // A null name (some platforms) or a `..data`-style entry (ConfigMap swap) always counts.
-      wanted.set(dir, (name) => name === null || name.startsWith('..') || relevant(name) || (before?.(name) ?? false));
-    };
-    if (source.file !== undefined) {
-      const base = path.basename(source.file);
-      add(path.dirname(source.file), (name) => name === base);
-    }
-    const dir = runtime.config.providers_dir;
-    if (dir !== undefined) add(path.resolve(source.baseDir, dir), (name) => name.endsWith('.yaml') && !name.startsWith('.'));
-    // Key, certificate and CA files (absolute once loaded): renewed in place, they are read again.
-    // One set of names per folder, so 1,000 providers' files in one folder cost an event one lookup.
-    const keyFiles = new Map<string, Set<string>>();
-    for (const provider of runtime.providers.values()) {
-      for (const key of KEY_FILE_KEYS) {
-        const file = provider.config[key];
-        if (file === undefined) continue;
-        const names = keyFiles.get(path.dirname(file)) ?? new Set<string>();
-        keyFiles.set(path.dirname(file), names.add(path.basename(file)));
-      }
-    }
-    for (const [dir, names] of keyFiles) add(dir, (name) => names.has(name));
-
-    for (const [folder, entry] of watchers) {
-      if (!wanted.has(folder)) {
-        entry.watcher.close();
-        watchers.delete(folder);
-      }
-    }
-    for (const [folder, relevant] of wanted) {
-      const existing = watchers.get(folder);
-      if (existing !== undefined) {
-        existing.relevant = relevant;
-        continue;
-      }
-      try {
-        // Not persistent: watching must never keep the process alive on its own.
-        const watcher = watch(folder, { persistent: false });
-        const entry = { watcher, relevant };
-        watcher.on('change', (_event, name) => {
-          if (entry.relevant(name === null ? null : String(name))) schedule();
-        });
-        watcher.on('error', (err) => {
-          log.warn({ folder, cause: err.message }, 'cannot watch this folder any more; SIGHUP still reloads');
-          watcher.close();
-          watchers.delete(folder);
-        });
-        watchers.set(folder, entry);
-      } catch (err) {
-        log.warn({ folder, cause: (err as Error).message }, 'cannot watch this folder; SIGHUP still reloads');
-      }
-    }
+    const providers = [...runtime.providers.values()].map((p) => p.config);
+    folders.update(foldersToWatch({ file: source.file, baseDir: source.baseDir, config: runtime.config, providers }));
   }
   rewatch();
 
@@ -428,33 +343,13 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
     reload,
     async close() {
       closed = true;
-      clearTimeout(debounce);
-      for (const { watcher } of watchers.values()) watcher.close();
-      watchers.clear();
+      folders.close();
       abandon?.();
       const all = new Set<Provider>([...runtime.providers.values(), ...pending, ...retiring]);
       retiring.clear();
       pending.clear();
       await Promise.all([...all].map((p) => p.close()));
     },
-  };
-}
-
-/** At most `max` tasks at once; the others wait in order. */
-function createLimit(max: number): <T>(task: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const queue: (() => void)[] = [];
-  return async (task) => {
-    if (active >= max) await new Promise<void>((resolve) => queue.push(resolve));
-    else active++;
-    try {
-      return await task();
-    } finally {
-      // Hand the slot straight to the next waiter, or free it.
-      const next = queue.shift();
-      if (next) next();
-      else active--;
-    }
   };
 }
 

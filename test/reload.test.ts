@@ -5,6 +5,7 @@
  * Reloads are triggered by the folder watch (tollgate's own debounce) and waited for by bounded
  * polling of the reload counter.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -261,6 +262,25 @@ t.test('an invalid file leaves the old set serving, counted and logged with the 
     t.equal((await gate.request('/x', { headers: bearer(token) })).status, 200, 'a alone still serves');
     t.equal((await fetch(`${gate.adminUrl}/readyz`)).status, 200, 'readiness is not lost to a rejected provider');
     t.notMatch(gate.rawLogs(), 'tollgate-secret', 'no secret in any log line');
+  });
+
+  t.test('a symlink loop and a FIFO in the folder: named by their own files, never read', async (t) => {
+    // Once, a file the loader could not stat threw out of it and was logged against the main file.
+    symlinkSync('loop.yaml', path.join(dir, 'loop.yaml'));
+    execFileSync('mkfifo', [path.join(dir, 'pipe.yaml')]);
+    const result = await gate.app.reload();
+    t.match(result, {
+      ok: false,
+      problems: [
+        { path: 'providers_dir/loop.yaml', message: /^cannot read: ELOOP/ },
+        { path: 'providers_dir/pipe.yaml', message: 'cannot read: not a regular file (a FIFO)' },
+      ],
+    });
+    t.equal(rejected(path.join(dir, 'loop.yaml')).length, 1);
+    t.equal(rejected(path.join(dir, 'pipe.yaml')).length, 1);
+    t.equal((await fetch(`${gate.adminUrl}/healthz`)).status, 200, 'the server is not blocked');
+    unlinkSync(path.join(dir, 'loop.yaml'));
+    unlinkSync(path.join(dir, 'pipe.yaml'));
   });
 
   t.test('once the folder is right again, the reload succeeds', async (t) => {

@@ -9,9 +9,9 @@
  * problems name the file and what is wrong with it, nothing else.
  */
 import { createHash, createPrivateKey, X509Certificate, type KeyObject, type JsonWebKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tls from 'node:tls';
+import { KEY_FILE_LIMIT_BYTES, readBoundedFile, readBoundedText } from './files.js';
 
 /** The keys whose value is a file of key material. */
 export const KEY_FILE_KEYS = ['private_key_file', 'tls_cert_file', 'tls_key_file', 'ca_file'] as const;
@@ -89,11 +89,9 @@ export function keyFilesDigest(settings: KeyFileSettings): string {
     const file = settings[key];
     if (file === undefined) continue;
     hash.update(`${key}\0`);
-    try {
-      hash.update(readFileSync(file));
-    } catch (err) {
-      hash.update(`\0unreadable: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-    }
+    // Bounded, regular files only: a FIFO dropped in place of a key must not freeze a reload.
+    const read = readBoundedFile(file, KEY_FILE_LIMIT_BYTES);
+    hash.update(read.ok ? read.bytes : `\0unreadable: ${read.reason}`);
     hash.update('\0');
   }
   return hash.digest('base64url');
@@ -112,12 +110,10 @@ export function readProviderKeys(settings: KeyFileSettings, problem: KeyProblem)
   const read = (key: KeyFileKey): string | undefined => {
     const file = settings[key];
     if (file === undefined) return undefined;
-    try {
-      return readFileSync(file, 'utf8');
-    } catch (err) {
-      fail(key, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
-      return undefined;
-    }
+    const read = readBoundedText(file, KEY_FILE_LIMIT_BYTES);
+    if (read.ok) return read.text;
+    fail(key, `cannot read ${file}: ${read.reason}`);
+    return undefined;
   };
 
   let signingKey: ClientSigningKey | undefined;
@@ -196,7 +192,11 @@ function parseSigningKey(text: string, configuredAlg: string | undefined, fail: 
     return undefined;
   }
   if (configuredAlg !== undefined && jwkAlg !== undefined && jwkAlg !== configuredAlg) {
-    fail('signing_alg', `the key in private_key_file is for ${String(jwkAlg)}`);
+    fail('signing_alg', `the key in private_key_file is for ${typeof jwkAlg === 'string' ? jwkAlg : 'another algorithm'}`);
+    return undefined;
+  }
+  if (configuredAlg === undefined && jwkAlg !== undefined && !isSigningAlg(jwkAlg)) {
+    fail('private_key_file', `the key's alg is not one of ${Object.keys(SIGNING_ALGS).join(', ')}`);
     return undefined;
   }
   const alg = configuredAlg ?? (isSigningAlg(jwkAlg) ? jwkAlg : defaultAlg(kty, curve));

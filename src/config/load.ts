@@ -3,13 +3,16 @@
  * zero-file environment), `${VAR}` substitution, `*_file` secrets, `TOLLGATE_*` overrides and the
  * providers_dir files. Every problem is collected with its path; nothing stops at the first one.
  */
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml, YAMLError } from 'yaml';
 import type { z } from 'zod';
+import { findIneffective } from './effect.js';
+import { CONFIG_FILE_LIMIT_BYTES, KEY_FILE_LIMIT_BYTES, readBoundedText } from './files.js';
 import { readProviderKeys, resolveKeyFilePaths } from './keys.js';
 import { findShadowedRoutes } from './shadow.js';
 import { configSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
+import { quote, singleLine } from './text.js';
+import { parseYamlTree, RESERVED_KEYS, type YamlProblem } from './yaml.js';
 
 export interface Problem {
   /** `providers[1].client_secret`, `providers_dir/acme.yaml: issuer`, `TOLLGATE_UPSTREAM_URL`. */
@@ -34,9 +37,13 @@ export class ConfigError extends Error {
   }
 }
 
+/** One line per problem, whatever the path or message holds (a file name may hold a newline). */
 export function formatProblems(problems: readonly Problem[]): string {
-  return problems.map((p) => `  ${p.path}: ${p.message}`).join('\n');
+  return problems.map((p) => `  ${singleLine(p.path)}: ${singleLine(p.message)}`).join('\n');
 }
+
+/** pino's levels: TOLLGATE_LOG_LEVEL must be one of them. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 type Tree = Record<string, unknown>;
 
@@ -62,12 +69,16 @@ export function loadConfig(options: LoadOptions = {}): LoadResult {
   let baseDir = process.cwd();
   if (configPath !== undefined) {
     baseDir = path.dirname(path.resolve(configPath));
-    const parsed = readYamlFile(configPath, configPath, problems);
+    const parsed = readYamlFile(configPath, configPath, (at) => (at.length === 0 ? configPath : formatPath(at)), problems);
     if (parsed === undefined) return { ok: false, problems };
     if (!isTree(parsed)) return { ok: false, problems: [{ path: configPath, message: 'expected a YAML mapping' }] };
     raw = substituteEnv(parsed, [], env, problems) as Tree;
   }
   applyEnvironment(raw, env, configPath !== undefined, problems);
+  const level = env.TOLLGATE_LOG_LEVEL;
+  if (level !== undefined && level !== '' && !(LOG_LEVELS as readonly string[]).includes(level)) {
+    problems.push({ path: 'TOLLGATE_LOG_LEVEL', message: `expected one of ${LOG_LEVELS.join(', ')}` });
+  }
   const result = validateConfig(raw, { env, baseDir, problems });
   if (result.ok || configPath !== undefined) return result;
   // Zero-file mode: a missing TOLLGATE_UPSTREAM_URL or TOLLGATE_ISSUER is reported under its own
@@ -92,10 +103,10 @@ export interface ValidateOptions {
  * Reads the `*_file` secrets and providers_dir it names; everything else is pure.
  */
 export function validateConfig(input: Tree, options: ValidateOptions = {}): LoadResult {
-  const raw = structuredClone(input);
   const env = options.env ?? process.env;
   const baseDir = options.baseDir ?? process.cwd();
   const problems = options.problems ?? [];
+  const raw = clonePlain(input, [], new Set(), problems) as Tree;
   const inline = Array.isArray(raw.providers) ? raw.providers : [];
   inline.forEach((p, i) => {
     if (!isTree(p)) return;
@@ -103,8 +114,13 @@ export function validateConfig(input: Tree, options: ValidateOptions = {}): Load
     resolveKeyFilePaths(p, baseDir);
   });
 
-  const parsed = configSchema.safeParse(raw, { error: requiredMessage });
-  if (!parsed.success) problems.push(...toProblems(parsed.error.issues, (parts) => formatPath(parts)));
+  const parsed = configSchema.safeParse(raw, { error: describeIssue });
+  if (!parsed.success) {
+    // A path already named (an unset variable, an unreadable file) has its problem: the schema's
+    // verdict on what was left in its place would only repeat it.
+    const named = new Set(problems.map((p) => p.path));
+    problems.push(...toProblems(parsed.error.issues, (parts) => formatPath(parts)).filter((p) => !named.has(p.path)));
+  }
   // Key files are checked for every provider that is valid on its own, even when another part is not.
   inline.forEach((p, i) => {
     const provider = providerSchema.safeParse(p);
@@ -113,9 +129,10 @@ export function validateConfig(input: Tree, options: ValidateOptions = {}): Load
   });
 
   let dirProviders: ProviderConfig[] = [];
-  if (typeof raw.providers_dir === 'string') {
+  if (typeof raw.providers_dir === 'string' && raw.providers_dir !== '') {
     dirProviders = loadProvidersDir(path.resolve(baseDir, raw.providers_dir), env, problems);
   }
+  problems.push(...findIneffective(raw));
   if (!parsed.success) {
     // Cross-section problems too, read from the raw tree, so one run lists everything.
     problems.push(...crossCheck(rawOutline(raw, dirProviders)));
@@ -171,12 +188,19 @@ export function loadProvidersDir(dir: string, env: NodeJS.ProcessEnv, problems: 
   const providers: ProviderConfig[] = [];
   for (const file of files) {
     const full = path.join(dir, file);
-    // Kubernetes ConfigMaps mount files as symlinks into a `..data` folder; follow them, skip folders.
-    if (!statSync(full, { throwIfNoEntry: false })?.isFile()) continue;
     const label = `providers_dir/${file}`;
+    // Kubernetes ConfigMaps mount files as symlinks into a `..data` folder; follow them, skip
+    // folders. Anything else (a FIFO, a device, a symlink loop) is named: reading it is refused.
+    let isFolder = false;
+    try {
+      isFolder = statSync(full, { throwIfNoEntry: false })?.isDirectory() ?? true;
+    } catch {
+      // ELOOP and the like: readYamlFile names the reason.
+    }
+    if (isFolder) continue;
     const at = (parts: readonly PropertyKey[]) => `${label}: ${parts.length === 0 ? '(file)' : formatPath(parts)}`;
     const before = problems.length;
-    const parsedYaml = readYamlFile(full, label, problems);
+    const parsedYaml = readYamlFile(full, label, (parts) => (parts.length === 0 ? label : at(parts)), problems);
     if (problems.length > before) continue;
     if (!isTree(parsedYaml)) {
       problems.push({ path: label, message: 'expected a YAML mapping' });
@@ -186,10 +210,10 @@ export function loadProvidersDir(dir: string, env: NodeJS.ProcessEnv, problems: 
     const raw = substituteEnv(parsedYaml, [], env, problems, label) as Tree;
     if (raw.name === undefined) raw.name = stem;
     else if (raw.name !== stem)
-      problems.push({ path: at(['name']), message: `must equal the file name (${stem}) or be left out` });
+      problems.push({ path: at(['name']), message: `must equal the file name (${quote(stem)}) or be left out` });
     resolveSecretFiles(raw, dir, (key, message) => problems.push({ path: at([key]), message }));
     resolveKeyFilePaths(raw, dir);
-    const parsed = providerSchema.safeParse(raw, { error: requiredMessage });
+    const parsed = providerSchema.safeParse(raw, { error: describeIssue });
     if (parsed.success) {
       providers.push(parsed.data);
       readProviderKeys(parsed.data, (key, message) => problems.push({ path: at([key]), message }));
@@ -231,34 +255,21 @@ function crossCheck(outline: Outline): Problem[] {
   return problems;
 }
 
-function readYamlFile(file: string, label: string, problems: Problem[]): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    problems.push({ path: label, message: `cannot read: ${(err as NodeJS.ErrnoException).code ?? 'error'}` });
-    return undefined;
-  }
-  try {
-    return parseYaml(text, { prettyErrors: true, logLevel: 'error' }) ?? {};
-  } catch (err) {
-    problems.push({ path: label, message: `YAML: ${describeYamlError(err)}` });
-    return undefined;
-  }
-}
-
 /**
- * yaml's own messages quote the file (an unresolved alias, a tag, a code frame), and the line that
- * failed may hold a secret: only its error code and position are said.
+ * A bounded read (regular files only) and a bounded parse: any bytes end in a tree or in problems.
+ * `at` names a path inside the file (empty: the file itself).
  */
-function describeYamlError(err: unknown): string {
-  // An alias whose anchor is missing fails while the document is turned into objects, as a plain
-  // ReferenceError that names the alias.
-  if (err instanceof ReferenceError) return 'an alias without its anchor';
-  if (!(err instanceof YAMLError)) return 'cannot parse';
-  const what = err.code.toLowerCase().replace(/_/g, ' ');
-  const at = err.linePos?.[0];
-  return at === undefined ? what : `${what} at line ${at.line}, column ${at.col}`;
+function readYamlFile(file: string, label: string, at: (parts: readonly PropertyKey[]) => string, problems: Problem[]): unknown {
+  const read = readBoundedText(file, CONFIG_FILE_LIMIT_BYTES);
+  if (!read.ok) {
+    problems.push({ path: label, message: `cannot read: ${read.reason}` });
+    return undefined;
+  }
+  const found: YamlProblem[] = [];
+  const parsed = parseYamlTree(read.text, found);
+  for (const p of found) problems.push({ path: at(p.at), message: p.message });
+  if (!parsed.ok) return undefined;
+  return parsed.value ?? {};
 }
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
@@ -301,13 +312,14 @@ function resolveSecretFiles(provider: Tree, baseDir: string, problem: (key: stri
       problem(fileKey, `give ${key} or ${fileKey}, not both`);
       continue;
     }
-    try {
-      // A trailing newline is an artefact of `echo > file` or of the Secret's encoding, never part of the secret.
-      provider[key] = readFileSync(path.resolve(baseDir, file), 'utf8').replace(/\r?\n$/, '');
-      delete provider[fileKey];
-    } catch (err) {
-      problem(fileKey, `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    const read = readBoundedText(path.resolve(baseDir, file), KEY_FILE_LIMIT_BYTES);
+    if (!read.ok) {
+      problem(fileKey, `cannot read ${file}: ${read.reason}`);
+      continue;
     }
+    // A trailing newline is an artefact of `echo > file` or of the Secret's encoding, never part of the secret.
+    provider[key] = read.text.replace(/\r?\n$/, '');
+    delete provider[fileKey];
   }
 }
 
@@ -359,21 +371,115 @@ function applyEnvironment(raw: Tree, env: NodeJS.ProcessEnv, fromFile: boolean, 
   Object.assign(inline[0], Object.fromEntries(given));
 }
 
-function requiredMessage(issue: { code?: string; input?: unknown }): string | undefined {
-  if (issue.code === 'invalid_type' && issue.input === undefined) return 'required';
-  return undefined;
-}
-
+/**
+ * zod's issues as problems: one per path (zod may report a value twice, as not an integer and as
+ * too small), in words that never repeat the value (it may be a secret).
+ */
 function toProblems(issues: readonly z.core.$ZodIssue[], at: (parts: readonly PropertyKey[]) => string): Problem[] {
-  const out: Problem[] = [];
+  const out = new Map<string, { message: string; weak: boolean }>();
+  const add = (where: string, message: string, weak = false) => {
+    const before = out.get(where);
+    // A later issue replaces only a weak one: zod's "not a safe integer" bound, which says less
+    // than the schema's own bound on the same value (-1e308 is better told "must be greater than 0").
+    if (before === undefined || (before.weak && !weak)) out.set(where, { message, weak });
+  };
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) out.push({ path: at([...issue.path, key]), message: 'unknown key' });
+      for (const key of issue.keys) add(at([...issue.path, key]), 'unknown key');
+    } else if (issue.code === 'invalid_key') {
+      add(at(issue.path), issue.issues[0]?.message ?? 'invalid key');
     } else {
-      out.push({ path: at(issue.path), message: issue.message });
+      const bound = issue.code === 'too_small' ? issue.minimum : issue.code === 'too_big' ? issue.maximum : undefined;
+      add(at(issue.path), issue.message, bound !== undefined && Math.abs(Number(bound)) >= Number.MAX_SAFE_INTEGER);
     }
   }
-  return out;
+  return [...out].map(([path, { message }]) => ({ path, message }));
+}
+
+/**
+ * zod's error map for a parse: messages in the configuration's words (the schema's own messages,
+ * such as a pattern's, take precedence). The value itself is never repeated: it may be a secret.
+ */
+function describeIssue(issue: z.core.$ZodRawIssue): string | undefined {
+  switch (issue.code) {
+    case 'invalid_type':
+      if (issue.input === undefined) return 'required';
+      return `expected ${article(String(issue.expected))}, got ${kindOf(issue.input)}`;
+    case 'too_small': {
+      const min = Number(issue.minimum);
+      if (issue.origin === 'string') return min <= 1 ? 'must not be empty' : `at least ${min} characters`;
+      if (issue.origin === 'array') return `at least ${min} item${min === 1 ? '' : 's'}`;
+      return issue.inclusive === false ? `must be greater than ${min}` : `must be at least ${min}`;
+    }
+    case 'too_big': {
+      const max = Number(issue.maximum);
+      if (issue.origin === 'string') return `at most ${max} characters`;
+      if (issue.origin === 'array') return `at most ${max} items`;
+      return issue.inclusive === false ? `must be less than ${max}` : `must be at most ${max}`;
+    }
+    case 'invalid_value':
+      return `expected one of ${issue.values.map((v) => String(v)).join(', ')}`;
+    case 'invalid_format':
+      return issue.format === 'url' ? 'expected a URL (https://…)' : undefined;
+    default:
+      return undefined;
+  }
+}
+
+const article = (expected: string): string =>
+  expected === 'int'
+    ? 'an integer'
+    : expected === 'array' || expected === 'object'
+      ? `an ${expected === 'object' ? 'mapping' : 'list'}`
+      : `a ${expected}`;
+
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'number')
+    return Number.isInteger(value) ? 'an integer' : Number.isFinite(value) ? 'a number' : String(value);
+  if (typeof value === 'string') return 'a string';
+  if (typeof value === 'boolean') return 'a boolean';
+  return typeof value;
+}
+
+/**
+ * A copy of a tree given in code (tests, embedding) with only what YAML could hold: no reserved
+ * keys, no other objects, no cycles — each refused as a problem at its path.
+ */
+function clonePlain(value: unknown, at: PropertyKey[], stack: Set<object>, problems: Problem[]): unknown {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean' || typeof value === 'number') return value;
+  if (value === undefined) return undefined;
+  const where = () => (at.length === 0 ? '(configuration)' : formatPath(at));
+  if (typeof value !== 'object') {
+    problems.push({ path: where(), message: `unsupported value (${typeof value})` });
+    return undefined;
+  }
+  if (stack.has(value)) {
+    problems.push({ path: where(), message: 'a value that contains itself' });
+    return undefined;
+  }
+  stack.add(value);
+  try {
+    if (Array.isArray(value)) return value.map((v, i) => clonePlain(v, [...at, i], stack, problems));
+    const proto = Object.getPrototypeOf(value) as unknown;
+    if (proto !== Object.prototype && proto !== null) {
+      problems.push({ path: where(), message: 'unsupported value (not a plain mapping)' });
+      return undefined;
+    }
+    const out: Tree = {};
+    for (const key of Object.keys(value)) {
+      if (RESERVED_KEYS.has(key)) {
+        problems.push({ path: formatPath([...at, key]), message: 'reserved name, not accepted as a key' });
+        continue;
+      }
+      out[key] = clonePlain((value as Tree)[key], [...at, key], stack, problems);
+    }
+    return out;
+  } finally {
+    stack.delete(value);
+  }
 }
 
 function deepFreeze<T>(value: T): T {

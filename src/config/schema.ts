@@ -19,8 +19,19 @@ const ALWAYS_FOR_OBJECTS = {
   when: (payload: { value: unknown }) => typeof payload.value === 'object' && payload.value !== null,
 };
 
-const seconds = (what: string) => z.number().nonnegative().describe(`${what} (seconds)`);
+/**
+ * Node's timers hold a signed 32-bit count of milliseconds: a longer delay fires after 1 ms (a
+ * provider that is never ready, a drain that never waits). Every duration is bounded by it.
+ */
+export const MAX_TIMER_MS = 2_147_483_647;
+export const MAX_TIMER_S = Math.floor(MAX_TIMER_MS / 1000);
+/** The cache preallocates its index: 10 million entries take 200 MB before the first request. */
+export const MAX_CACHE_ENTRIES = 10_000_000;
+
+const seconds = (what: string) => z.number().nonnegative().max(MAX_TIMER_S).describe(`${what} (seconds)`);
 const positiveInt = () => z.number().int().positive();
+const positiveMs = () => positiveInt().max(MAX_TIMER_MS);
+const nonnegativeMs = () => z.number().int().nonnegative().max(MAX_TIMER_MS);
 
 export const AUTH_METHODS = [
   'client_secret_basic',
@@ -56,17 +67,17 @@ export const providerSchema = z
     introspection_response: z.enum(['json', 'jwt']).default('json').describe('jwt: require a signed answer (RFC 9701)'),
     introspection_signing_alg: z.string().min(1).optional(),
     audience: z
-      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+      .union([z.string().min(1), z.array(z.string().min(1)).min(1)], { error: 'expected a string or a list of strings' })
       .transform((v) => (typeof v === 'string' ? [v] : v))
       .optional()
       .describe("The token's aud must contain one of these"),
-    timeout_ms: positiveInt().default(2000).describe('Introspection deadline (milliseconds)'),
-    max_concurrency: positiveInt().default(32).describe('Introspection calls in flight to this provider'),
-    queue_timeout_ms: z.number().int().nonnegative().default(1000).describe('Wait for a call slot, then 503 (milliseconds)'),
+    timeout_ms: positiveMs().default(2000).describe('Introspection deadline (milliseconds)'),
+    max_concurrency: positiveInt().max(100_000).default(32).describe('Introspection calls in flight to this provider'),
+    queue_timeout_ms: nonnegativeMs().default(1000).describe('Wait for a call slot, then 503 (milliseconds)'),
     circuit_breaker: z
       .strictObject({
-        failures: positiveInt().default(5).describe('Consecutive failures that open the breaker'),
-        max_pause_s: positiveInt().default(30).describe('Longest pause; starts at 1 s and doubles (seconds)'),
+        failures: positiveInt().max(1_000_000).default(5).describe('Consecutive failures that open the breaker'),
+        max_pause_s: positiveInt().max(MAX_TIMER_S).default(30).describe('Longest pause; starts at 1 s and doubles (seconds)'),
       })
       .default({ failures: 5, max_pause_s: 30 }),
     allow_http: z.boolean().default(false).describe('Accept an http:// issuer or endpoint on a non-loopback host'),
@@ -142,32 +153,35 @@ export const DEFAULT_CLAIM_HEADERS: Readonly<Record<string, string>> = Object.fr
 
 const headerName = () => z.string().regex(HEADER_NAME, 'expected an HTTP header name');
 
-const tokenSource = z.union([
-  z.literal('header'),
-  z.literal('query'),
-  z.string().regex(/^cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected header, query or cookie:NAME'),
-]);
+const tokenSource = z.union(
+  [
+    z.literal('header'),
+    z.literal('query'),
+    z.string().regex(/^cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected header, query or cookie:NAME'),
+  ],
+  { error: 'expected header, query or cookie:NAME' },
+);
 
 export const configSchema = z
   .strictObject({
     listen: listenSchema.default('0.0.0.0:7080'),
     admin_listen: listenSchema.default('0.0.0.0:7081'),
     upstream: z.strictObject({
-      url: z.url().refine((v) => /^https?:$/.test(new URL(v).protocol), 'expected an http:// or https:// URL'),
-      timeout_ms: positiveInt().default(30000).describe("Until the upstream's response headers (milliseconds)"),
+      // Judged only when it parses: z.url()'s own problem does not stop a refinement.
+      url: z
+        .url()
+        .refine((v) => !URL.canParse(v) || /^https?:$/.test(new URL(v).protocol), 'expected an http:// or https:// URL'),
+      timeout_ms: positiveMs().default(30000).describe("Until the upstream's response headers (milliseconds)"),
     }),
     server: z
       .strictObject({
-        headers_timeout_ms: positiveInt()
+        headers_timeout_ms: positiveMs()
           .default(10_000)
           .describe("Longest wait for a request's complete headers, then 408 and close (slowloris) (milliseconds)"),
-        request_timeout_ms: z
-          .number()
-          .int()
-          .nonnegative()
+        request_timeout_ms: nonnegativeMs()
           .default(300_000)
           .describe('Longest wait for a whole request, body included, then 408 and close; 0 = none (milliseconds)'),
-        keep_alive_timeout_ms: positiveInt()
+        keep_alive_timeout_ms: positiveMs()
           .default(5_000)
           .describe(
             "An idle client connection is closed after this; keep it above a load balancer's idle timeout (milliseconds)",
@@ -185,7 +199,7 @@ export const configSchema = z
       .strictObject({
         ttl_s: seconds('Longest time an active answer is reused').default(60),
         negative_ttl_s: seconds('How long an inactive answer is reused').default(5),
-        max_entries: positiveInt().default(100000),
+        max_entries: positiveInt().max(MAX_CACHE_ENTRIES).default(100000),
         stale_if_error_s: seconds('How long past its TTL an answer may serve while the provider fails; 0 = fail closed').default(
           0,
         ),

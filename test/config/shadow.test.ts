@@ -14,6 +14,8 @@ t.test('shadowed routes', async (t) => {
     ],
     ['a broader prefix', [{ path_prefix: '/api' }, { path_prefix: '/api/admin' }], ['routes[1]']],
     ['the same prefix', [{ path_prefix: '/a' }, { path_prefix: '/a' }], ['routes[1]']],
+    ['a prefix covers whole segments only', [{ path_prefix: '/health' }, { path_prefix: '/healthcare' }], []],
+    ['a prefix ending in / covers what starts with it', [{ path_prefix: '/api/' }, { path_prefix: '/api/v1' }], ['routes[1]']],
     ['a narrower prefix first is fine', [{ path_prefix: '/api/admin' }, { path_prefix: '/api' }], []],
     ['any host covers a host', [{ path_prefix: '/a' }, { host: 'x.example', path_prefix: '/a/b' }], ['routes[1]']],
     ['hosts compare case-insensitively', [{ host: 'X.example' }, { host: 'x.EXAMPLE', path_prefix: '/a' }], ['routes[1]']],

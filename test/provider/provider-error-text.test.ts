@@ -5,7 +5,7 @@
  * through a provider that echoes (test/observability/logs.test.ts); these pin each form.
  */
 import t from 'tap';
-import { withoutToken } from '../../src/proxy/providers.js';
+import { withoutToken } from '../../src/provider/providers.js';
 
 /** A token with every character that percent-encoding changes in a base64 token. */
 const TOKEN = 'ab+cd/ef==';
