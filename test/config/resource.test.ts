@@ -5,12 +5,13 @@
  * reported with its path, together with every other problem; the same through the binary.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { validateConfig, type Problem } from '../../src/config/load.js';
+import { loadConfig, validateConfig, type Problem } from '../../src/config/load.js';
+import { compileResourceMetadata } from '../../src/proxy/resource-metadata.js';
 
 const run = promisify(execFile);
 const base = {
@@ -107,4 +108,20 @@ t.test('check-config prints the resource and its metadata location, or refuses i
   );
   t.equal(failed?.code, 1);
   t.match(`${failed?.stdout}${failed?.stderr}`, /resource\.identifier: http:\/\/ is accepted only for loopback hosts/);
+});
+
+t.test("README's MCP configuration is valid, and its metadata is the document the README shows", async (t) => {
+  const readme = readFileSync('README.md', 'utf8');
+  const section = readme.slice(readme.indexOf('## In front of an MCP server'));
+  const yamlBlock = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+  const shown = /```\n\$ curl -s (\S+)\n([\s\S]*?)```/.exec(section);
+  if (yamlBlock === undefined || shown === null) throw new Error('README has no MCP configuration or curl example');
+  const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-mcp-readme-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'tollgate.yaml'), yamlBlock);
+  const result = loadConfig({ configPath: path.join(dir, 'tollgate.yaml'), env: { IDP_SECRET: 's' } });
+  if (!result.ok) throw new Error(`README's MCP configuration is invalid: ${JSON.stringify(result.problems)}`);
+  const metadata = compileResourceMetadata(result.config)!;
+  t.equal(metadata.url, shown[1], 'the curl line reads the metadata location');
+  t.same(metadata.document, JSON.parse(shown[2]!), 'the document shown is the one served');
 });
