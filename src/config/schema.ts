@@ -266,7 +266,6 @@ export const configSchema = z
 
 export type ProviderConfig = z.output<typeof providerSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
-export type ResourceConfig = z.output<typeof resourceSchema>;
 export type Config = z.output<typeof configSchema>;
 
 export function isLoopbackHost(hostname: string): boolean {

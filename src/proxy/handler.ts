@@ -155,8 +155,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       }
     };
     // RFC 9728: the resource metadata is tollgate's own answer, before any step of the pipeline.
-    const metadata =
-      runtime.resourceMetadata === null ? undefined : answerMetadata(runtime.resourceMetadata, line.method, req.url ?? '');
+    const metadata = runtime.resourceMetadata === null ? undefined : answerMetadata(runtime.resourceMetadata, req);
     if (metadata !== undefined) {
       line.path = metadata.path;
       line.status = metadata.reply.status;

@@ -5,8 +5,10 @@
  * URLs in it come from the configuration alone, never from the request's `Host` or
  * `X-Forwarded-*` headers, so no client can make tollgate advertise another authorization server.
  */
+import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/schema.js';
 import type { RenderedError } from '../errors.js';
+import { checkFraming } from './framing.js';
 import { normalizeTarget } from './routes.js';
 
 /** An answer tollgate writes itself: a status, its headers and the whole body. */
@@ -84,23 +86,28 @@ export function compileResourceMetadata(config: Config): ResourceMetadata | null
 /**
  * The answer when the request is for the metadata document, else undefined (the pipeline takes
  * it). Matched on the normalised path, as routes are, so `/%2Ewell-known/…` is the document too
- * and never reaches the upstream; a target the pipeline refuses is left to it.
+ * and never reaches the upstream. What the pipeline refuses — a target it cannot normalise, a
+ * body of unknowable length — is left to it, so those refusals stay the same here.
  */
 export function answerMetadata(
   metadata: ResourceMetadata,
-  method: string,
-  url: string,
+  req: IncomingMessage,
 ): { readonly reply: Reply; readonly path: string } | undefined {
   let target;
   try {
-    target = normalizeTarget(url);
+    target = normalizeTarget(req.url ?? '');
   } catch {
     return undefined;
   }
   if (target.path !== metadata.path) return undefined;
   // An identifier with a query names a document with that query; without one, any query is ignored.
   if (metadata.query !== '' && target.query !== metadata.query) return undefined;
-  const reply = method === 'GET' || method === 'HEAD' ? metadata.found : metadata.notAllowed;
+  try {
+    checkFraming(req);
+  } catch {
+    return undefined;
+  }
+  const reply = req.method === 'GET' || req.method === 'HEAD' ? metadata.found : metadata.notAllowed;
   return { reply, path: target.path };
 }
 

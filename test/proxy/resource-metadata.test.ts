@@ -10,6 +10,7 @@ import { compileResourceMetadata, metadataLocation } from '../../src/proxy/resou
 import type { ConfigSource } from '../../src/reload.js';
 import { startFakeProvider } from '../helpers/fake-provider.js';
 import { bearer } from '../helpers/http.js';
+import { head, rawRequest } from '../helpers/raw.js';
 import { providerEntry, startTollgate, testConfig, testTree } from '../helpers/tollgate.js';
 import { startUpstream } from '../helpers/upstream.js';
 
@@ -98,6 +99,17 @@ t.test('the document: one provider, defaults', async (t) => {
     }
     t.equal(upstream.requests.length, 0, 'the upstream saw nothing');
     t.equal(op.callCount, 0, 'no provider was asked');
+  });
+
+  t.test('a body of unknowable length: the same 400 and close as anywhere', async (t) => {
+    const bytes = head(`GET ${WELL_KNOWN} HTTP/1.1`, [
+      ['Host', 'api.example.com'],
+      ['Transfer-Encoding', 'identity'],
+    ]);
+    const exchange = await rawRequest(gate.url, `${bytes}GET /orders HTTP/1.1\r\nHost: api.example.com\r\n\r\n`);
+    t.equal(exchange.responses[0]?.status, 400);
+    t.ok(exchange.closed, 'the connection is closed: what follows is never read as a request');
+    t.equal(exchange.responses.length, 1);
   });
 
   t.test('a spoofed Host or X-Forwarded-Host changes neither the document nor the challenges', async (t) => {
