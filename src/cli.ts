@@ -18,6 +18,7 @@ import { runUntilSignalled } from './lifecycle.js';
 import { createLogger } from './observability/log.js';
 import { fileSource } from './reload.js';
 import { describeFailure, discoverOnce } from './provider/providers.js';
+import { metadataLocation } from './proxy/resource-metadata.js';
 
 const USAGE = `Usage:
   tollgate [--config FILE]                        run the proxy (or TOLLGATE_CONFIG=FILE; none: zero-file mode)
@@ -128,6 +129,9 @@ async function checkConfig(config: Config, discover: boolean): Promise<number> {
     `  providers (${config.providers.length}): ${config.providers.map((p) => `${p.name} <${p.issuer}>`).join(', ')}`,
     `  routes: ${config.routes.length}`,
   ];
+  if (config.resource !== undefined) {
+    lines.push(`  resource ${config.resource.identifier}, metadata at ${metadataLocation(config.resource.identifier).href}`);
+  }
   // Values are the operator's own, but a control character in one must not forge a line.
   process.stdout.write(`${lines.map(singleLine).join('\n')}\n`);
   if (!discover) return 0;

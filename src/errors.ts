@@ -102,38 +102,49 @@ export interface RenderedError {
   readonly body: string;
 }
 
-/**
- * Refusals already rendered, by everything that shapes one. Descriptions are tollgate's fixed
- * sentences and scopes come from the configuration, so there are few; the bound only guards
- * against a mistake elsewhere.
- */
-const rendered = new Map<string, RenderedError>();
+/** Renders refusals: the same refusal always gives the same, shared, frozen answer. */
+export type Renderer = (err: TollgateError) => RenderedError;
+
+/** At most this many renderings kept per renderer; the bound only guards against a mistake elsewhere. */
 const MAX_RENDERED = 256;
 
-/** The headers and body of a refusal, exactly as SPEC §4 prescribes. */
-export function renderError(err: TollgateError): RenderedError {
-  const retryAfter = err.kind.status === 503 ? Math.max(1, Math.ceil(err.retryAfterS)) : 0;
-  const key = `${err.code}\n${err.description}\n${err.scope ?? ''}\n${err.challenge}\n${retryAfter}`;
-  let refusal = rendered.get(key);
-  if (refusal === undefined) {
-    refusal = Object.freeze(render(err, retryAfter));
-    if (rendered.size < MAX_RENDERED) rendered.set(key, refusal);
-  }
-  return refusal;
+/**
+ * A renderer of SPEC §4 answers. With `resourceMetadataUrl`, every Bearer challenge also carries
+ * `resource_metadata="…"` (RFC 9728 §5.1), so a client that meets a 401 or 403 learns where to
+ * read which authorization servers to ask. Made once per configuration (runtime.ts): refusals are
+ * rendered once each and then shared, since descriptions are tollgate's fixed sentences and
+ * scopes come from the configuration.
+ */
+export function createRenderer(resourceMetadataUrl?: string): Renderer {
+  const rendered = new Map<string, RenderedError>();
+  const extra = resourceMetadataUrl === undefined ? '' : `, resource_metadata=${quote(resourceMetadataUrl)}`;
+  return (err) => {
+    const retryAfter = err.kind.status === 503 ? Math.max(1, Math.ceil(err.retryAfterS)) : 0;
+    const key = `${err.code}\n${err.description}\n${err.scope ?? ''}\n${err.challenge}\n${retryAfter}`;
+    let refusal = rendered.get(key);
+    if (refusal === undefined) {
+      refusal = Object.freeze(render(err, retryAfter, extra));
+      if (rendered.size < MAX_RENDERED) rendered.set(key, refusal);
+    }
+    return refusal;
+  };
 }
 
-function render(err: TollgateError, retryAfter: number): RenderedError {
+/** The headers and body of a refusal, exactly as SPEC §4 prescribes (no resource metadata). */
+export const renderError: Renderer = createRenderer();
+
+function render(err: TollgateError, retryAfter: number, extra: string): RenderedError {
   const kind = err.kind;
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     'cache-control': 'no-store',
   };
   if (kind.challenge === null) {
-    headers['www-authenticate'] = REALM;
+    headers['www-authenticate'] = REALM + extra;
   } else if (kind.challenge !== undefined && err.challenge) {
     let challenge = `${REALM}, error=${quote(kind.challenge)}, error_description=${quote(err.description)}`;
     if (err.scope !== undefined) challenge += `, scope=${quote(err.scope)}`;
-    headers['www-authenticate'] = challenge;
+    headers['www-authenticate'] = challenge + extra;
   }
   if (kind.status === 503) headers['retry-after'] = String(retryAfter);
   const body = JSON.stringify({ error: err.code, error_description: err.description });

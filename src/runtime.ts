@@ -4,8 +4,11 @@
  * the current runtime once, so a reload never shows a request half of two configurations.
  */
 import type { Config } from './config/schema.js';
+import { createRenderer, type Renderer } from './errors.js';
 import { compileHeaderPlan, type HeaderPlan } from './proxy/headers.js';
+import { resourceAudience } from './proxy/policy.js';
 import type { Provider } from './provider/providers.js';
+import { compileResourceMetadata, type ResourceMetadata } from './proxy/resource-metadata.js';
 import type { CompiledRoute } from './proxy/routes.js';
 import { indexProviders, type AllowedProviders } from './proxy/select.js';
 import { compileTokenSources, type TokenSource } from './proxy/token.js';
@@ -22,6 +25,12 @@ export interface Runtime {
   readonly tokenSources: readonly TokenSource[];
   /** Lower-cased `provider_header`, or null. */
   readonly providerHeader: string | null;
+  /** The RFC 9728 document of `resource`, or null when none is configured. */
+  readonly resourceMetadata: ResourceMetadata | null;
+  /** What `aud` must contain for a provider without `audience`, when `resource` is set (RFC 8707). */
+  readonly resourceAudience: readonly string[] | undefined;
+  /** Renders refusals, with `resource_metadata` in their challenges when `resource` is set. */
+  readonly render: Renderer;
 }
 
 /** `providers` holds one started provider per entry of `config.providers`. */
@@ -55,6 +64,7 @@ export function compileRuntime(config: Config, providers: ReadonlyMap<string, Pr
     scopeText: '',
     providers: everyProvider,
   });
+  const resourceMetadata = compileResourceMetadata(config);
   return Object.freeze({
     config,
     providers,
@@ -63,5 +73,8 @@ export function compileRuntime(config: Config, providers: ReadonlyMap<string, Pr
     headerPlan: compileHeaderPlan(config.headers),
     tokenSources: compileTokenSources(config.token_sources),
     providerHeader: config.provider_header?.toLowerCase() ?? null,
+    resourceMetadata,
+    resourceAudience: resourceMetadata === null ? undefined : resourceAudience(resourceMetadata.identifier),
+    render: createRenderer(resourceMetadata?.url),
   });
 }

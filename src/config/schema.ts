@@ -142,6 +142,43 @@ const routeSchema = z
     }
   }, ALWAYS_FOR_OBJECTS);
 
+/**
+ * RFC 9728 protected resource metadata: tells a client that meets a 401 (an MCP client among
+ * them) which authorization servers issue tokens for this API, and for which resource (RFC 8707).
+ */
+const resourceSchema = z
+  .strictObject({
+    identifier: z
+      .url()
+      .describe(
+        'The resource identifier (RFC 8707): an absolute https:// URL without a fragment (http:// only for loopback hosts); ' +
+          "the metadata is served at /.well-known/oauth-protected-resource followed by its path, and a provider without audience requires it in the token's aud",
+      ),
+    scopes_supported: z
+      .array(z.string().min(1))
+      .nullable()
+      .default(null)
+      .describe("Advertised scopes; null: the union of all routes' scopes"),
+    documentation: z.url().nullable().default(null).describe('A URL for people (resource_documentation)'),
+  })
+  .superRefine((r, ctx) => {
+    const value = r.identifier;
+    if (typeof value !== 'string' || !URL.canParse(value)) return;
+    const problem = (message: string) => ctx.addIssue({ code: 'custom', path: ['identifier'], message });
+    const url = new URL(value);
+    if (url.protocol === 'http:') {
+      if (!isLoopbackHost(url.hostname)) problem('http:// is accepted only for loopback hosts: expected an https:// URL');
+    } else if (url.protocol !== 'https:') {
+      problem('expected an https:// URL');
+    }
+    // RFC 8707 §2 and RFC 9728 §1.2: a resource identifier has no fragment (an empty `#` included,
+    // which URL parsing would drop silently).
+    if (value.includes('#')) problem('a resource identifier must not have a fragment');
+    if (url.username !== '' || url.password !== '') problem('a resource identifier must not carry user information');
+    // The metadata's path is derived from this one; tollgate refuses these in any request path.
+    if (/%(2f|5c|00)/i.test(url.pathname)) problem('an encoded /, \\ or NUL in the path: its metadata could never be served');
+  }, ALWAYS_FOR_OBJECTS);
+
 export const DEFAULT_CLAIM_HEADERS: Readonly<Record<string, string>> = Object.freeze({
   'X-Auth-Subject': 'sub',
   'X-Auth-Client-Id': 'client_id',
@@ -219,6 +256,7 @@ export const configSchema = z
       })
       .default({ provider: 'X-Auth-Provider', claims_json: null, strip_prefixes: ['X-Auth-'], forward_authorization: false }),
     access_log: z.boolean().default(true),
+    resource: resourceSchema.optional().describe('Protected resource metadata (RFC 9728); absent: none is served'),
     shutdown: z
       .strictObject({
         drain_delay_s: seconds('Requests still served after SIGTERM while endpoints are removed').default(5),

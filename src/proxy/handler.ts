@@ -3,7 +3,7 @@
  * returns a value or throws a TollgateError, and every refusal is answered and logged here, once.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isTollgateError, renderError, TollgateError, type Outcome, type RenderedError } from '../errors.js';
+import { isTollgateError, TollgateError, type Outcome } from '../errors.js';
 import type { Clock } from '../clock.js';
 import { createAccessLog, type AccessLine, type Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -14,6 +14,7 @@ import { checkFraming, mustClose } from './framing.js';
 import { buildUpstreamHeaders } from './headers.js';
 import type { AnswerCache, Lookup } from '../cache/answers.js';
 import { checkPolicy } from './policy.js';
+import { answerMetadata, type Reply } from './resource-metadata.js';
 import { matchRoute, normalizeTarget, requestHost } from './routes.js';
 import { selectProvider } from './select.js';
 import { extractToken, queryWithoutToken, type TokenSource } from './token.js';
@@ -43,13 +44,16 @@ export interface Decision {
 export interface Exchange {
   /** Sends the authorised request upstream, relays its answer, and calls `done` once. */
   forward(decision: Decision, done: ForwardDone): void;
-  /** Writes a refusal (SPEC §4), unless the answer has already started. */
-  refuse(refusal: RenderedError): void;
+  /**
+   * Writes an answer tollgate gives itself — a refusal (SPEC §4) or the resource metadata —
+   * unless the answer has already started.
+   */
+  respond(reply: Reply): void;
 }
 
 /**
  * SPEC §3 steps 1–7 for one request, then `exchange.forward`; every refusal goes through
- * `exchange.refuse`, and every request writes one access line. Plain requests and upgrades share
+ * `exchange.respond`, and every request writes one access line. Plain requests and upgrades share
  * it, so an upgrade is authorised exactly like a request.
  */
 export type Pipeline = (req: IncomingMessage, exchange: Exchange) => void;
@@ -92,7 +96,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const provider = selectProvider(route.providers, extracted.token, named);
     line.provider = provider.name;
     const authorized = ({ answer }: Lookup): Decision => {
-      checkPolicy(answer, provider, route, clock.now() / 1000, runtime.config.clock_skew_s);
+      checkPolicy(answer, provider, route, clock.now() / 1000, runtime.config.clock_skew_s, runtime.resourceAudience);
       return decision(answer, extracted.source);
     };
     // The lookup sets line.cache as it counts it, so a failed lookup is logged as it was counted.
@@ -130,7 +134,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       line.code = refusal.code;
       line.outcome = refusal.kind.outcome;
       line.status = refusal.kind.status;
-      exchange.refuse(renderError(refusal));
+      exchange.respond(runtime.render(refusal));
       finish();
     };
     const forwarded = (outcome: ForwardResult | Error) => {
@@ -150,6 +154,15 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         refuse(err);
       }
     };
+    // RFC 9728: the resource metadata is tollgate's own answer, before any step of the pipeline.
+    const metadata = runtime.resourceMetadata === null ? undefined : answerMetadata(runtime.resourceMetadata, req);
+    if (metadata !== undefined) {
+      line.path = metadata.path;
+      line.status = metadata.reply.status;
+      line.outcome = metadata.reply.status === 200 ? 'public' : 'bad_request';
+      exchange.respond(metadata.reply);
+      return finish();
+    }
     let decided: Decision | Promise<Decision>;
     try {
       decided = decide(req, runtime, line);
@@ -170,7 +183,7 @@ export function createHandler(deps: HandlerDeps): Handler {
         if (expectContinue) res.writeContinue();
         deps.upstream.forward(req, res, decision.path, decision.headers, done);
       },
-      refuse({ status, headers, body }) {
+      respond({ status, headers, body }) {
         if (res.headersSent) return;
         // A body that was never read (or cannot be delimited) must not be parsed as a next request.
         res.writeHead(status, mustClose(req) ? { ...headers, connection: 'close' } : headers).end(body);

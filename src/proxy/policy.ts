@@ -26,7 +26,32 @@ const REFRESH_TOKEN_TYPE_LENGTHS = new Set([...REFRESH_TOKEN_TYPES].map((t) => t
 const isRefreshTokenType = (tokenType: string): boolean =>
   REFRESH_TOKEN_TYPE_LENGTHS.has(tokenType.length) && REFRESH_TOKEN_TYPES.has(tokenType.toLowerCase());
 
-export function checkPolicy(answer: Answer, provider: PolicyProvider, route: PolicyRoute, nowS: number, skewS: number): void {
+/**
+ * The `aud` values that name a resource identifier (RFC 8707): the identifier as configured and
+ * as a URL parser writes it (`https://API.example.com` and `https://api.example.com/` are one
+ * resource, RFC 3986 §6.2.2–6.2.3), so a client that sends either spelling is understood. Paths
+ * are compared exactly otherwise: `/mcp` and `/mcp/` may be different resources.
+ */
+export function resourceAudience(identifier: string): readonly string[] {
+  const url = new URL(identifier);
+  const forms = new Set([identifier, url.href]);
+  if (url.pathname === '/' && url.search === '') forms.add(url.href.slice(0, -1));
+  return Object.freeze([...forms]);
+}
+
+/**
+ * `resourceAud`: with a protected resource configured, what `aud` must contain for a
+ * provider that names no `audience` of its own (the MCP authorization specification: a server
+ * accepts only tokens issued for it); undefined without one.
+ */
+export function checkPolicy(
+  answer: Answer,
+  provider: PolicyProvider,
+  route: PolicyRoute,
+  nowS: number,
+  skewS: number,
+  resourceAud: readonly string[] | undefined,
+): void {
   if (claim(answer, 'active') !== true) throw invalid('the token is not active');
   const exp = claim(answer, 'exp');
   const nbf = claim(answer, 'nbf');
@@ -36,7 +61,8 @@ export function checkPolicy(answer: Answer, provider: PolicyProvider, route: Pol
   if (exp !== undefined && (typeof exp !== 'number' || exp + skewS <= nowS)) throw invalid('the token has expired');
   if (nbf !== undefined && (typeof nbf !== 'number' || nbf - skewS > nowS)) throw invalid('the token is not yet valid');
   if (iss !== undefined && iss !== provider.issuer) throw invalid('the token was issued by another issuer');
-  if (provider.audience !== undefined && !audienceMatches(aud, provider.audience)) {
+  const audience = provider.audience ?? resourceAud;
+  if (audience !== undefined && !audienceMatches(aud, audience)) {
     throw invalid('the token is not meant for this audience');
   }
   if (typeof tokenType === 'string' && isRefreshTokenType(tokenType)) {

@@ -8,10 +8,11 @@
 import { request as httpRequest, STATUS_CODES, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
-import { TollgateError, type RenderedError } from '../errors.js';
+import { TollgateError } from '../errors.js';
 import type { ForwardResult } from './forward.js';
 import type { Decision, Pipeline } from './handler.js';
 import { responseHeaders } from './headers.js';
+import type { Reply } from './resource-metadata.js';
 
 export interface UpgradeOptions {
   /** The upstream's base URL (its path prefixes every forwarded path, as for plain requests). */
@@ -109,7 +110,7 @@ export function createUpgrades(run: Pipeline, options: UpgradeOptions): Upgrades
       track(socket);
       return run(req, {
         forward: (decision, done) => void tunnel(req, socket, head, decision).then(done, done),
-        refuse({ status, headers, body }: RenderedError) {
+        respond({ status, headers, body }: Reply) {
           if (!socket.writable) return void socket.destroy();
           socket.end(responseHead(status, Object.entries({ ...headers, connection: 'close' })) + body);
         },
