@@ -33,6 +33,7 @@ import type { Logger } from './observability/log.js';
 import type { Metrics } from './observability/metrics.js';
 import type { AnswerCache } from './cache/answers.js';
 import { createProvider, describeFailure, type Provider, type ProviderDeps } from './provider/providers.js';
+import type { AnswerNeed } from './provider/answer.js';
 import { compileRuntime, type Runtime } from './runtime.js';
 
 /** Where a reload reads the configuration from. */
@@ -132,10 +133,10 @@ function track(provider: Provider): TrackedProvider {
   let waiters: (() => void)[] = [];
   // A delegate, not a copy: whatever else the provider exposes (getters included) stays live.
   return Object.assign(Object.create(provider) as Provider, {
-    async fetchAnswer(token: string) {
+    async fetchAnswer(token: string, need?: AnswerNeed) {
       inFlight++;
       try {
-        return await provider.fetchAnswer(token);
+        return await provider.fetchAnswer(token, need);
       } finally {
         if (--inFlight === 0) {
           const wake = waiters;

@@ -43,6 +43,7 @@ export function compileRuntime(config: Config, providers: ReadonlyMap<string, Pr
       scopes: Object.freeze([...r.scopes]),
       scopeText: r.scopes.join(' '),
       providers: r.providers ? indexProviders(r.providers.map(lookup)) : everyProvider,
+      introspect: r.introspect === 'always' ? 'introspection' : 'any',
     }),
   );
   const fallback: Route = Object.freeze({
@@ -54,6 +55,7 @@ export function compileRuntime(config: Config, providers: ReadonlyMap<string, Pr
     scopes: Object.freeze([]),
     scopeText: '',
     providers: everyProvider,
+    introspect: 'any',
   });
   return Object.freeze({
     config,
