@@ -56,6 +56,10 @@ export function createJwtVerifier(options: JwtVerifierOptions, deps: JwtVerifier
   const audience = [...options.audience];
   const algorithms = [...jwt.algorithms];
   return async (token) => {
+    // RFC 4648 §3.5: an encoder sets the unused bits of the last character to zero. A decoder
+    // ignores them, so one signature would have several spellings, each its own token (and cache
+    // entry): only the canonical one is accepted.
+    if (!isCanonical(token)) throw new TollgateError('invalid_token', 'the token is not a valid JWT');
     let payload: Record<string, unknown>;
     try {
       ({ payload } = await jwtVerify(token, deps.getKey, {
@@ -72,6 +76,13 @@ export function createJwtVerifier(options: JwtVerifierOptions, deps: JwtVerifier
     }
     return toClaims(payload, jwt.scope_claims);
   };
+}
+
+function isCanonical(token: string): boolean {
+  for (const part of token.split('.')) {
+    if (Buffer.from(part, 'base64url').toString('base64url') !== part) return false;
+  }
+  return true;
 }
 
 /**

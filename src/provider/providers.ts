@@ -344,6 +344,15 @@ async function discoverConfiguration(
   if (introspects && config.introspection_endpoint === undefined && found.serverMetadata().introspection_endpoint === undefined) {
     throw new Error('the provider metadata has no introspection_endpoint');
   }
+  // Discovered for the keys only: the configured introspection endpoint still wins.
+  if (config.introspection_endpoint !== undefined) {
+    return new oidc.Configuration(
+      { ...(found.serverMetadata() as unknown as oidc.ServerMetadata), introspection_endpoint: config.introspection_endpoint },
+      clientId,
+      clientMetadata,
+      clientAuth,
+    );
+  }
   return found;
 }
 
