@@ -3,8 +3,6 @@
  * published keys. Its own file so the provider schema only names it; what it refuses is said here.
  */
 import { z } from 'zod';
-// A cycle with schema.ts, which imports this file: only read when a configuration is checked.
-import { isLoopbackHost } from './schema.js';
 
 /**
  * Asymmetric JWS algorithms (RFC 7518 §3, RFC 8037) that tollgate verifies. `none` proves nothing,
@@ -75,7 +73,11 @@ interface JwtProviderOutline {
  * Rules between the `jwt` block and the rest of a provider: a JWT for another audience (an ID
  * token among them) must never pass, and a provider must be able to vouch for something.
  */
-export function checkJwtProvider(p: JwtProviderOutline, problem: (path: string, message: string) => void): void {
+export function checkJwtProvider(
+  p: JwtProviderOutline,
+  problem: (path: string, message: string) => void,
+  isLoopbackHost: (hostname: string) => boolean,
+): void {
   const hasJwt = p.jwt !== undefined;
   const jwksUri = (p.jwt as { jwks_uri?: unknown } | undefined)?.jwks_uri;
   if (typeof jwksUri === 'string' && URL.canParse(jwksUri)) {

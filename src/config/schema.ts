@@ -79,7 +79,7 @@ export const providerSchema = z
   })
   .superRefine((p, ctx) => {
     const problem = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
-    checkJwtProvider(p, problem);
+    checkJwtProvider(p, problem, isLoopbackHost);
     for (const key of ['issuer', 'introspection_endpoint'] as const) {
       const value = p[key];
       if (typeof value === 'string' && URL.canParse(value)) {
