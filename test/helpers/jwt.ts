@@ -2,6 +2,7 @@
  * Signing keys and JWT access tokens for tests of local verification: what a provider that issues
  * RFC 9068 tokens would publish (its public JWKs) and sign.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 
 export interface TestKey {
@@ -34,3 +35,10 @@ export function signJwt(key: TestKey, claims: JWTPayload & Record<string, unknow
 
 /** Base64url JSON, to build tokens by hand (unsigned, confused, malformed). */
 export const b64json = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+/** A private JWK with its kid, as a provider's keystore holds it (oidc-provider's `jwks`). */
+export function privateJwk(kind: 'RSA' | 'EC', kid: string): Record<string, unknown> & { kid: string } {
+  const { privateKey } =
+    kind === 'RSA' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return { ...privateKey.export({ format: 'jwk' }), kid, use: 'sig' };
+}
