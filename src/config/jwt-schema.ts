@@ -90,10 +90,15 @@ export function checkJwtProvider(
     problem('audience', 'required with jwt: without it a token for another audience (an ID token) would be accepted');
   }
   if (p.client_id === undefined) {
-    if (!hasJwt) problem('client_id', 'required unless the provider has jwt (a provider needs introspection or jwt)');
-    if (p.client_secret !== undefined) problem('client_secret', 'only with a client_id');
-    if (p.introspection_endpoint !== undefined)
-      problem('introspection_endpoint', 'only with a client_id (introspection credentials)');
+    // Said as for any required key (without it the provider vouches for nothing), unless jwt makes
+    // it optional: then what only introspection uses must not be left dangling.
+    if (!hasJwt) problem('client_id', 'required');
+    else {
+      if (p.client_secret !== undefined) problem('client_secret', 'only with a client_id');
+      if (p.introspection_endpoint !== undefined) {
+        problem('introspection_endpoint', 'only with a client_id (introspection credentials)');
+      }
+    }
   }
 }
 

@@ -91,11 +91,11 @@ export const providerSchema = z
         }
       }
     }
-    // Without a client_id the provider has no introspection (checkJwtProvider says when that is allowed).
-    const needsSecret =
-      p.client_id !== undefined && (p.auth_method === 'client_secret_basic' || p.auth_method === 'client_secret_post');
+    // Credentials are for introspection: a jwt provider without a client_id has none to check.
+    const introspects = p.client_id !== undefined || p.jwt === undefined;
+    const needsSecret = introspects && (p.auth_method === 'client_secret_basic' || p.auth_method === 'client_secret_post');
     if (needsSecret && p.client_secret === undefined) problem('client_secret', `required with auth_method ${p.auth_method}`);
-    if (p.client_id !== undefined && p.auth_method === 'private_key_jwt' && p.private_key_file === undefined) {
+    if (introspects && p.auth_method === 'private_key_jwt' && p.private_key_file === undefined) {
       problem('private_key_file', 'required with auth_method private_key_jwt');
     }
     if (p.auth_method === 'tls_client_auth' || p.auth_method === 'self_signed_tls_client_auth') {
