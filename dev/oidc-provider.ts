@@ -4,6 +4,7 @@
  * revocation turned on. Over HTTPS it also authenticates clients by certificate (RFC 8705).
  * Development only: in-memory storage and generated keys.
  */
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -64,6 +65,15 @@ export interface OidcProvider {
   /** RFC 7009 revocation, as the client that holds the token. */
   revokeToken(token: string, clientId?: string, clientSecret?: string): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Fresh private JWKs: one for `alg`, and the RS256 key oidc-provider always needs (ID tokens). */
+export function signingKeys(alg: 'RS256' | 'PS256' | 'ES256' | 'EdDSA'): JWK[] {
+  const jwk = (key: KeyObject, kid: string) => ({ ...(key.export({ format: 'jwk' }) as JWK), kid, use: 'sig' });
+  const rsa = jwk(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, 'rsa-1');
+  if (alg === 'ES256') return [jwk(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, 'ec-1'), rsa];
+  if (alg === 'EdDSA') return [jwk(generateKeyPairSync('ed25519').privateKey, 'ed-1'), rsa];
+  return [rsa];
 }
 
 /** The client tollgate authenticates as. */
@@ -169,7 +179,8 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
         : async () => undefined,
       ...configuration,
     });
-  let provider = build(options.keys);
+  // oidc-provider's development keys hold no EC key: a JWT signer gets keys of its own.
+  let provider = build(options.keys ?? (jwtTokens === undefined ? undefined : signingKeys(jwtTokens.alg)));
   // oidc-provider logs every server error through its event emitter; tests read answers instead.
   provider.on('server_error', () => {});
   let introspections = 0;

@@ -45,7 +45,7 @@ export interface AnswerSource {
    */
   fetchAnswer(token: string, need?: AnswerNeed): Promise<Record<string, unknown>>;
   /** How this token would be checked, for the access line (default: introspection). */
-  checkOf?(token: string, need: AnswerNeed): Check;
+  checkOf?(token: string, need: AnswerNeed): Check | null;
 }
 
 export interface Lookup {
@@ -86,7 +86,7 @@ interface Entry extends Answer {
   readonly staleUntilMs: number;
   /** Set once a background refresh of this entry has started: refresh-ahead runs once per entry. */
   refreshing: boolean;
-  readonly check: Check;
+  readonly check: Check | null;
 }
 
 /**
@@ -96,7 +96,7 @@ interface Entry extends Answer {
  */
 interface LoadContext {
   readonly provider: string;
-  readonly check: Check;
+  readonly check: Check | null;
   readonly load: () => Promise<Record<string, unknown>>;
 }
 
@@ -125,7 +125,7 @@ export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics
   const refreshAheadMs = settings.refresh_ahead_s * 1000;
 
   /** Lifetimes of a new answer, SPEC §3.6: min(ttl, exp − now) when active, negative_ttl otherwise. */
-  const toEntry = (claims: Record<string, unknown>, provider: string, check: Check): Entry => {
+  const toEntry = (claims: Record<string, unknown>, provider: string, check: Check | null): Entry => {
     const now = clock.now();
     const active = claims.active === true;
     const exp = Object.hasOwn(claims, 'exp') ? claims.exp : undefined;
@@ -161,7 +161,7 @@ export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics
 
   const contextFor = (provider: AnswerSource, token: string, need: AnswerNeed): LoadContext => ({
     provider: provider.name,
-    check: provider.checkOf?.(token, need) ?? 'introspection',
+    check: provider.checkOf === undefined ? 'introspection' : provider.checkOf(token, need),
     load: need === 'any' ? () => provider.fetchAnswer(token) : () => provider.fetchAnswer(token, need),
   });
 
@@ -172,7 +172,7 @@ export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics
     void cache.fetch(key, { forceRefresh: true, allowStale: true, context });
   };
 
-  const count = (result: CacheResult, out: LookupStatus | undefined, check: Check) => {
+  const count = (result: CacheResult, out: LookupStatus | undefined, check: Check | null) => {
     lookups[result].inc();
     if (out) {
       out.cache = result;

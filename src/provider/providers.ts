@@ -44,8 +44,8 @@ export interface Provider {
    * with `temporarily_unavailable` on any failure to ask.
    */
   fetchAnswer(token: string, need?: AnswerNeed): Promise<Record<string, unknown>>;
-  /** How `fetchAnswer` would check this token. */
-  checkOf(token: string, need: AnswerNeed): Check;
+  /** How `fetchAnswer` would check this token; null when it has no way to (it refuses it unchecked). */
+  checkOf(token: string, need: AnswerNeed): Check | null;
   close(): Promise<void>;
 }
 
@@ -282,7 +282,7 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
       if (!introspects) throw new TollgateError('invalid_token', 'the provider of this token has no introspection');
       return introspect(c, token);
     },
-    checkOf: (token, need) => (need === 'any' && shapedForJwt(token) ? 'jwt' : 'introspection'),
+    checkOf: (token, need) => (need === 'any' && shapedForJwt(token) ? 'jwt' : introspects ? 'introspection' : null),
     async close() {
       closed = true;
       metrics.circuitOpen.remove(config.name);

@@ -413,6 +413,12 @@ t.test('a jwt-only provider: an opaque token or a JWE is refused without any cal
   const w = await setUp(t);
   await refused(t, w, 'opaque-token', 'opaque');
   await refused(t, w, 'eyJhbGciOiJkaXIiLCJlbmMiOiJBMTI4R0NNIn0..aaaa.bbbb.cccc', 'JWE');
+  assertRefusal(t, await w.gate.request('/'), 401, 'missing_token');
+  t.same(
+    w.gate.accessLines().map((l) => l.check),
+    [null, null, null],
+    'check: null when no token was checked (this provider has no way to check an opaque token)',
+  );
 });
 
 t.test('typ: when configured, the token must carry it (case-insensitively, application/ allowed)', async (t) => {
