@@ -1,5 +1,6 @@
 /**
- * `npm run demo`: real OpenID providers (oidc-provider) for two tenants, a small "legacy API", and
+ * `npm run demo`: real OpenID providers (oidc-provider) for three tenants — two introspected, one
+ * issuing JWT access tokens that tollgate verifies itself — a small "legacy API", and
  * tollgate — the built binary, started with a configuration file and a providers.d folder — in
  * front of it. Once everything is ready it prints curl lines that work as pasted. Ctrl-C stops
  * all of it.
@@ -17,6 +18,15 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { startLegacyApi } from './legacy-api.js';
 import { startOidcProvider, TOLLGATE_CLIENT } from './oidc-provider.js';
+
+/** The API the JWT tenant's tokens are issued for (their `aud`). */
+const JWT_AUDIENCE = 'https://orders.demo.example';
+
+/** The token with the first character of its signature changed. */
+function tampered(token: string): string {
+  const at = token.lastIndexOf('.') + 1;
+  return token.slice(0, at) + (token[at] === 'A' ? 'B' : 'A') + token.slice(at + 1);
+}
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const cli = path.join(root, 'dist', 'cli.js');
@@ -39,6 +49,9 @@ async function main(): Promise<void> {
   // Two tenants, each with its own provider: acme's is inline, globex's a providers.d file.
   const op = await startOidcProvider({ extraTokenClaims: sub });
   const globex = await startOidcProvider({ extraTokenClaims: sub });
+  // A third tenant whose provider issues JWT access tokens (RFC 9068): tollgate checks them with
+  // the provider's published keys and never calls it per token; it has no introspection here.
+  const initech = await startOidcProvider({ jwtAccessTokens: { audience: JWT_AUDIENCE, alg: 'ES256' } });
   const api = await startLegacyApi();
   const dir = mkdtempSync(path.join(tmpdir(), 'tollgate-demo-'));
   const configFile = path.join(dir, 'tollgate.yaml');
@@ -50,12 +63,16 @@ async function main(): Promise<void> {
       listen: await freeOr0(process.env.TOLLGATE_LISTEN || '127.0.0.1:7080'),
       admin_listen: await freeOr0(process.env.TOLLGATE_ADMIN_LISTEN || '127.0.0.1:7081'),
       upstream: { url: api.url },
-      providers: [{ name: 'demo', issuer: op.issuer, ...TOLLGATE_CLIENT }],
+      providers: [
+        { name: 'demo', issuer: op.issuer, ...TOLLGATE_CLIENT },
+        { name: 'initech', issuer: initech.issuer, audience: JWT_AUDIENCE, jwt: { typ: 'at+jwt' } },
+      ],
       providers_dir: 'providers.d',
       routes: [
         { match: { path_prefix: '/health' }, public: true },
         // The tenant's host names the only provider that may vouch for tokens sent there.
         { match: { host: 'globex.localhost' }, providers: ['globex'] },
+        { match: { host: 'initech.localhost' }, providers: ['initech'] },
         { match: { path_prefix: '/admin' }, scopes: ['orders:admin'], providers: ['demo'] },
         { match: {}, providers: ['demo'] },
       ],
@@ -91,7 +108,7 @@ async function main(): Promise<void> {
       child.kill('SIGINT');
       await new Promise((resolve) => child.once('exit', resolve));
     }
-    await Promise.all([api.close(), op.close(), globex.close()]);
+    await Promise.all([api.close(), op.close(), globex.close(), initech.close()]);
     rmSync(dir, { recursive: true, force: true });
     process.exit(code);
   };
@@ -108,11 +125,13 @@ async function main(): Promise<void> {
   }
   const token = await op.mintToken(undefined, undefined, 'orders:read');
   const globexToken = await globex.mintToken(undefined, undefined, 'orders:read');
+  const jwtToken = await initech.mintToken(undefined, undefined, 'orders:read');
 
   process.stdout.write(`
 tollgate demo is running:
   OpenID provider  ${op.issuer}   (oidc-provider, client_credentials + introspection)
   globex's provider ${globex.issuer}   (a second tenant, from ${path.join(dir, 'providers.d', 'globex.yaml')})
+  initech's provider ${initech.issuer}   (a third tenant: JWT access tokens, verified by tollgate)
   legacy API       ${api.url}   (answers with the identity headers it received)
   tollgate         ${proxyUrl}   (admin: ${adminUrl})
 
@@ -135,6 +154,12 @@ A client_credentials token (scope orders:read, valid 1 hour) was minted for you.
 
   # the first token on globex's route: globex's provider does not know it, 401
   curl -i ${proxyUrl}/orders/7 -H 'Host: globex.localhost' -H 'Authorization: Bearer ${token}'
+
+  # tenant initech: a JWT access token, verified with its provider's keys, no call to it (X-Auth-Provider: initech)
+  curl -i ${proxyUrl}/orders/9 -H 'Host: initech.localhost' -H 'Authorization: Bearer ${jwtToken}'
+
+  # the same JWT with one character of its signature changed: 401 invalid_token, still no call
+  curl -i ${proxyUrl}/orders/9 -H 'Host: initech.localhost' -H 'Authorization: Bearer ${tampered(jwtToken)}'
 
   # a public route: no token needed, and a spoofed X-Auth-Subject is still removed
   curl -i ${proxyUrl}/health -H 'X-Auth-Subject: admin'

@@ -67,7 +67,13 @@ export async function startApp(options: AppOptions): Promise<App> {
   const cache = createAnswerCache(config.cache, clock, metrics);
   cacheSize = cache.size;
 
-  const providerDeps = { logger, metrics, clock, ...(options.discoveryRetryMs ? { retryMs: options.discoveryRetryMs } : {}) };
+  const providerDeps = {
+    logger,
+    metrics,
+    clock,
+    clockSkewS: config.clock_skew_s,
+    ...(options.discoveryRetryMs ? { retryMs: options.discoveryRetryMs } : {}),
+  };
   const live = createLiveRuntime({ ...options.reload, config, source: options.source, cache, logger, metrics, providerDeps });
   const runtime = live.runtime;
   const upstream = createUpstream({ url: config.upstream.url, timeoutMs: config.upstream.timeout_ms });

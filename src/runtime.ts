@@ -52,6 +52,7 @@ export function compileRuntime(config: Config, providers: ReadonlyMap<string, Pr
       scopes: Object.freeze([...r.scopes]),
       scopeText: r.scopes.join(' '),
       providers: r.providers ? indexProviders(r.providers.map(lookup)) : everyProvider,
+      introspect: r.introspect === 'always' ? 'introspection' : 'any',
     }),
   );
   const fallback: Route = Object.freeze({
@@ -63,6 +64,7 @@ export function compileRuntime(config: Config, providers: ReadonlyMap<string, Pr
     scopes: Object.freeze([]),
     scopeText: '',
     providers: everyProvider,
+    introspect: 'any',
   });
   const resourceMetadata = compileResourceMetadata(config);
   return Object.freeze({

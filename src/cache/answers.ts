@@ -14,7 +14,7 @@ import { LRUCache } from 'lru-cache';
 import { TollgateError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { CacheResult, Metrics } from '../observability/metrics.js';
-import { scopesOf, type Answer } from '../provider/answer.js';
+import { scopesOf, type Answer, type AnswerNeed, type Check } from '../provider/answer.js';
 
 export interface CacheSettings {
   /** Longest life of an active answer (seconds; default 60). It never outlives the token's `exp`. */
@@ -39,8 +39,13 @@ export interface CacheSettings {
 /** What the cache needs of a provider: its name (part of the key) and a way to obtain an answer. */
 export interface AnswerSource {
   readonly name: string;
-  /** The claims this provider vouches for (an RFC 7662 answer); rejects with a TollgateError. */
-  fetchAnswer(token: string): Promise<Record<string, unknown>>;
+  /**
+   * The claims this provider vouches for (an RFC 7662 answer, or a verified JWT's claims in that
+   * shape); `need` is the route's (SPEC §9). Rejects with a TollgateError.
+   */
+  fetchAnswer(token: string, need?: AnswerNeed): Promise<Record<string, unknown>>;
+  /** How this token would be checked, for the access line (default: introspection). */
+  checkOf?(token: string, need: AnswerNeed): Check | null;
 }
 
 export interface Lookup {
@@ -51,6 +56,8 @@ export interface Lookup {
 /** Where a lookup says how it went, failed ones too (the access line's `cache`, SPEC §6). */
 export interface LookupStatus {
   cache: CacheResult | null;
+  /** How the answer was obtained (the access line's `check`), set with `cache`. */
+  check?: Check | null;
 }
 
 export interface AnswerCache {
@@ -59,7 +66,7 @@ export interface AnswerCache {
    * is set as the lookup is counted, also when it then fails. A fresh answer in the cache comes
    * back as is, not in a promise: a cache hit makes no promise hop.
    */
-  lookup(provider: AnswerSource, token: string, status?: LookupStatus): Lookup | Promise<Lookup>;
+  lookup(provider: AnswerSource, token: string, status?: LookupStatus, need?: AnswerNeed): Lookup | Promise<Lookup>;
   /** Entries held now (in-flight loads included). */
   size(): number;
   /** Forgets every answer of these providers (removed or changed by a reload). */
@@ -79,6 +86,7 @@ interface Entry extends Answer {
   readonly staleUntilMs: number;
   /** Set once a background refresh of this entry has started: refresh-ahead runs once per entry. */
   refreshing: boolean;
+  readonly check: Check | null;
 }
 
 /**
@@ -88,6 +96,7 @@ interface Entry extends Answer {
  */
 interface LoadContext {
   readonly provider: string;
+  readonly check: Check | null;
   readonly load: () => Promise<Record<string, unknown>>;
 }
 
@@ -95,8 +104,12 @@ interface LoadContext {
  * SHA-256 of (provider name, token), base64url. Provider names are `[a-z0-9-]`, so the NUL
  * separator makes the pair unambiguous. crypto.hash: one call, about half the cost of createHash.
  */
-export function cacheKey(providerName: string, token: string): string {
-  return hash('sha256', `${providerName}\0${token}`, 'base64url');
+export function cacheKey(providerName: string, token: string, need: AnswerNeed = 'any'): string {
+  // SPEC §9: a route that needs the provider's own answer must not be served a JWT's verification
+  // of the same token; a token never holds a NUL, so the extra field cannot be forged.
+  return need === 'any'
+    ? hash('sha256', `${providerName}\0${token}`, 'base64url')
+    : hash('sha256', `${providerName}\0${need}\0${token}`, 'base64url');
 }
 
 export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics: Metrics): AnswerCache {
@@ -112,7 +125,7 @@ export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics
   const refreshAheadMs = settings.refresh_ahead_s * 1000;
 
   /** Lifetimes of a new answer, SPEC §3.6: min(ttl, exp − now) when active, negative_ttl otherwise. */
-  const toEntry = (claims: Record<string, unknown>, provider: string): Entry => {
+  const toEntry = (claims: Record<string, unknown>, provider: string, check: Check | null): Entry => {
     const now = clock.now();
     const active = claims.active === true;
     const exp = Object.hasOwn(claims, 'exp') ? claims.exp : undefined;
@@ -132,6 +145,7 @@ export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics
       // stale-if-error never outlives the token itself
       staleUntilMs: Math.min(freshUntilMs + staleIfErrorMs, Math.max(freshUntilMs, expMs)),
       refreshing: false,
+      check,
     };
   };
 
@@ -142,12 +156,13 @@ export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics
     noDeleteOnFetchRejection: true,
     // An entry evicted while its load is in flight still delivers the answer to those waiting.
     ignoreFetchAbort: true,
-    fetchMethod: async (_key, _previous, { context }) => toEntry(await context.load(), context.provider),
+    fetchMethod: async (_key, _previous, { context }) => toEntry(await context.load(), context.provider, context.check),
   });
 
-  const contextFor = (provider: AnswerSource, token: string): LoadContext => ({
+  const contextFor = (provider: AnswerSource, token: string, need: AnswerNeed): LoadContext => ({
     provider: provider.name,
-    load: () => provider.fetchAnswer(token),
+    check: provider.checkOf === undefined ? 'introspection' : provider.checkOf(token, need),
+    load: need === 'any' ? () => provider.fetchAnswer(token) : () => provider.fetchAnswer(token, need),
   });
 
   const refreshInBackground = (key: string, entry: Entry, context: LoadContext): void => {
@@ -157,9 +172,12 @@ export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics
     void cache.fetch(key, { forceRefresh: true, allowStale: true, context });
   };
 
-  const count = (result: CacheResult, out: LookupStatus | undefined) => {
+  const count = (result: CacheResult, out: LookupStatus | undefined, check: Check | null) => {
     lookups[result].inc();
-    if (out) out.cache = result;
+    if (out) {
+      out.cache = result;
+      out.check = check;
+    }
   };
 
   /** Asks the provider (or joins the call in flight); a failure may fall back to the stale entry. */
@@ -169,35 +187,37 @@ export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics
     provider: AnswerSource,
     token: string,
     out: LookupStatus | undefined,
+    need: AnswerNeed,
   ): Promise<Lookup> => {
     const status: LRUCache.Status<string, Entry, LoadContext> = {};
+    const context = contextFor(provider, token, need);
     try {
       // forceRefresh: lru-cache keeps no lifetimes of its own, so without it an expired entry
       // would come back as a hit. A load already in flight is joined, not repeated.
-      const loaded = await cache.fetch(key, { forceRefresh: true, context: contextFor(provider, token), status });
+      const loaded = await cache.fetch(key, { forceRefresh: true, context, status });
       if (loaded === undefined) throw new TollgateError('temporarily_unavailable', 'the answer was lost before it arrived');
       const result: CacheResult = status.fetch === 'inflight' ? 'coalesced' : 'miss';
-      count(result, out);
+      count(result, out, loaded.check);
       return { answer: loaded, cache: result };
     } catch (err) {
       if (entry !== undefined && clock.now() < entry.staleUntilMs) {
-        count('stale', out);
+        count('stale', out, entry.check);
         return { answer: entry, cache: 'stale' };
       }
-      count(status.fetch === 'inflight' ? 'coalesced' : 'miss', out);
+      count(status.fetch === 'inflight' ? 'coalesced' : 'miss', out, context.check);
       throw err;
     }
   };
 
   return {
-    lookup(provider, token, out) {
-      const key = cacheKey(provider.name, token);
+    lookup(provider, token, out, need = 'any') {
+      const key = cacheKey(provider.name, token, need);
       const now = clock.now();
       // allowStale returns the current entry while a background refresh of it is in flight.
       const entry = cache.get(key, { allowStale: true });
-      if (entry === undefined || now >= entry.freshUntilMs) return load(key, entry, provider, token, out);
-      if (now >= entry.refreshFromMs && !entry.refreshing) refreshInBackground(key, entry, contextFor(provider, token));
-      count('hit', out);
+      if (entry === undefined || now >= entry.freshUntilMs) return load(key, entry, provider, token, out, need);
+      if (now >= entry.refreshFromMs && !entry.refreshing) refreshInBackground(key, entry, contextFor(provider, token, need));
+      count('hit', out, entry.check);
       return { answer: entry, cache: 'hit' };
     },
     size: () => cache.size,

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { z } from 'zod';
 import { findIneffective } from './effect.js';
 import { CONFIG_FILE_LIMIT_BYTES, KEY_FILE_LIMIT_BYTES, readBoundedText } from './files.js';
+import { checkIntrospectRoutes } from './jwt-schema.js';
 import { readProviderKeys, resolveKeyFilePaths } from './keys.js';
 import { findShadowedRoutes } from './shadow.js';
 import { configSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
@@ -142,6 +143,7 @@ export function validateConfig(input: Tree, options: ValidateOptions = {}): Load
   const config = { ...parsed.data, providers: [...parsed.data.providers, ...dirProviders] };
   problems.push(...crossCheck({ providers: config.providers, inlineCount: parsed.data.providers.length, routes: config.routes }));
   problems.push(...findShadowedRoutes(config.routes));
+  problems.push(...checkIntrospectRoutes(config.providers, config.routes).map((p) => ({ ...p, path: formatPath(p.path) })));
   if (problems.length > 0) return { ok: false, problems };
   return { ok: true, config: deepFreeze(config) };
 }

@@ -5,6 +5,7 @@
  * runtime.ts. `npm run schema` publishes this as JSON Schema for editors (config/tollgate.schema.json).
  */
 import { z } from 'zod';
+import { checkJwtProvider, jwtSchema } from './jwt-schema.js';
 
 const PROVIDER_NAME = /^[a-z0-9-]{1,40}$/;
 /** RFC 9110 §5.1 field-name (token). */
@@ -55,7 +56,11 @@ export const providerSchema = z
     name: z.string().regex(PROVIDER_NAME, 'expected [a-z0-9-]{1,40}').describe('Unique; used in metrics and X-Auth-Provider'),
     issuer: z.url().describe('The issuer identifier; its metadata is discovered unless introspection_endpoint is set'),
     introspection_endpoint: z.url().optional().describe('Skip discovery and introspect here (RFC 7662)'),
-    client_id: z.string().min(1),
+    client_id: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Introspection credentials; may be left out with jwt (the provider then has no introspection)'),
     client_secret: z.string().min(1).optional(),
     client_secret_file: z.string().min(1).optional().describe('Read client_secret from this file (Kubernetes secret)'),
     auth_method: z.enum(AUTH_METHODS).default('client_secret_basic'),
@@ -81,9 +86,11 @@ export const providerSchema = z
       })
       .default({ failures: 5, max_pause_s: 30 }),
     allow_http: z.boolean().default(false).describe('Accept an http:// issuer or endpoint on a non-loopback host'),
+    jwt: jwtSchema.optional().describe("Verify JWT access tokens locally with the provider's published keys (RFC 9068)"),
   })
   .superRefine((p, ctx) => {
     const problem = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    checkJwtProvider(p, problem, isLoopbackHost);
     for (const key of ['issuer', 'introspection_endpoint'] as const) {
       const value = p[key];
       if (typeof value === 'string' && URL.canParse(value)) {
@@ -95,9 +102,11 @@ export const providerSchema = z
         }
       }
     }
-    const needsSecret = p.auth_method === 'client_secret_basic' || p.auth_method === 'client_secret_post';
+    // Credentials are for introspection: a jwt provider without a client_id has none to check.
+    const introspects = p.client_id !== undefined || p.jwt === undefined;
+    const needsSecret = introspects && (p.auth_method === 'client_secret_basic' || p.auth_method === 'client_secret_post');
     if (needsSecret && p.client_secret === undefined) problem('client_secret', `required with auth_method ${p.auth_method}`);
-    if (p.auth_method === 'private_key_jwt' && p.private_key_file === undefined) {
+    if (introspects && p.auth_method === 'private_key_jwt' && p.private_key_file === undefined) {
       problem('private_key_file', 'required with auth_method private_key_jwt');
     }
     if (p.auth_method === 'tls_client_auth' || p.auth_method === 'self_signed_tls_client_auth') {
@@ -133,6 +142,12 @@ const routeSchema = z
     public: z.boolean().default(false).describe('No token needed; spoofed identity headers are still removed'),
     scopes: z.array(z.string().min(1)).default([]).describe("All of these must be in the token's scope"),
     providers: z.array(z.string().regex(PROVIDER_NAME, 'expected a provider name')).min(1).optional(),
+    introspect: z
+      .literal('always')
+      .optional()
+      .describe(
+        'always: a JWT that verified is introspected too, so a revoked one is refused (its providers need introspection)',
+      ),
   })
   .superRefine((r, ctx) => {
     if (r.public === true && Array.isArray(r.scopes) && r.scopes.length > 0)

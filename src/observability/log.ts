@@ -188,6 +188,8 @@ export interface AccessLine {
   code: string | null;
   provider: string | null;
   cache: CacheResult | null;
+  /** How the token was checked: a JWT verified locally, or the provider's introspection (SPEC §9). */
+  check: 'jwt' | 'introspection' | null;
   duration_ms: number;
   upstream_ms: number | null;
 }
@@ -220,7 +222,7 @@ export function createAccessLog(logger: Logger): (line: AccessLine) => void {
   const render = (timeField: string, line: AccessLine) =>
     `${head}${timeField}${bindings},"method":"${line.method}","path":${line.path === null ? 'null' : JSON.stringify(line.path)},` +
     `"route":${line.route},"status":${line.status},"outcome":"${line.outcome}","code":${quoted(line.code)},` +
-    `"provider":${quoted(line.provider)},"cache":${quoted(line.cache)},` +
+    `"provider":${quoted(line.provider)},"cache":${quoted(line.cache)},"check":${quoted(line.check)},` +
     `"duration_ms":${line.duration_ms},"upstream_ms":${line.upstream_ms},"msg":"request"}\n`;
 
   // Deferred only where the time can be made later exactly as pino would have made it now.

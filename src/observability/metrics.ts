@@ -10,6 +10,8 @@ import { HotCounter, HotHistogram } from './hot-metrics.js';
 export type CacheResult = 'hit' | 'miss' | 'coalesced' | 'stale';
 export type IntrospectionResult = 'active' | 'inactive' | 'error';
 export type ReloadResult = 'success' | 'failure';
+export type JwtVerificationResult = 'valid' | 'invalid';
+export type JwksFetchResult = 'success' | 'failure';
 
 /**
  * Sidecar latencies (seconds): a cache hit costs a fraction of a millisecond on top of the API, a
@@ -31,6 +33,9 @@ export interface Metrics {
   readonly cacheEntries: Gauge;
   readonly configReloads: Counter<'result'>;
   readonly circuitOpen: Gauge<'provider'>;
+  // JWT access tokens verified locally, and the key fetches they need.
+  readonly jwtVerifications: Counter<'provider' | 'result'>;
+  readonly jwksFetches: Counter<'provider' | 'result'>;
 }
 
 export interface MetricsOptions {
@@ -103,6 +108,18 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'tollgate_provider_circuit_open',
       help: "1 while a provider's circuit breaker is open",
       labelNames: ['provider'],
+      registers,
+    }),
+    jwtVerifications: new Counter({
+      name: 'tollgate_jwt_verifications_total',
+      help: 'JWT access tokens verified locally with the provider keys (cache misses only), by result',
+      labelNames: ['provider', 'result'],
+      registers,
+    }),
+    jwksFetches: new Counter({
+      name: 'tollgate_jwks_fetches_total',
+      help: "Fetches of a provider's JWK Set, by result",
+      labelNames: ['provider', 'result'],
       registers,
     }),
   };

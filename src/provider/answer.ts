@@ -11,6 +11,16 @@ export interface Answer {
   readonly provider: string;
 }
 
+/**
+ * What a route needs of a token (SPEC §9): `any` — what the provider vouches for (a verified JWT
+ * or an introspection answer); `introspection` — the provider's own answer, asked even for a JWT
+ * that verified (`introspect: always`: revocation is seen before the token expires).
+ */
+export type AnswerNeed = 'any' | 'introspection';
+
+/** How a token was checked: the access line's `check`. */
+export type Check = 'jwt' | 'introspection';
+
 const NO_SCOPES: ReadonlySet<string> = new Set();
 
 /**

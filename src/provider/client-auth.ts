@@ -18,6 +18,8 @@ export const INTROSPECTION_JWT = 'application/token-introspection+jwt';
 export const DEFAULT_INTROSPECTION_SIGNING_ALG = 'RS256';
 
 export function clientAuthFor(config: ProviderConfig, keys: ProviderKeys): oidc.ClientAuth {
+  // A provider with jwt and no client_id never introspects: there is nothing to authenticate.
+  if (config.client_id === undefined) return oidc.None();
   switch (config.auth_method) {
     case 'client_secret_basic':
       return oidc.ClientSecretBasic(config.client_secret!);

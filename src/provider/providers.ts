@@ -1,6 +1,7 @@
 /**
  * One provider: discovery of its metadata (OIDC, then RFC 8414), retried with backoff while its
- * issuer is down, and the introspection call through openid-client (SPEC §3.4, §5).
+ * issuer is down, and what it vouches for about a token: a JWT access token verified locally with
+ * its keys (jwt.ts, jwks.ts), or the introspection call through openid-client (SPEC §3.4, §5, §9).
  */
 import * as oidc from 'openid-client';
 import { systemClock, type Clock } from '../clock.js';
@@ -19,6 +20,10 @@ import {
 } from './client-auth.js';
 import { createLimiter } from './limiter.js';
 import { createProviderFetch, ProviderHttpError, type ProviderFetch } from './fetch.js';
+import { hasIntrospection } from '../config/jwt-schema.js';
+import type { AnswerNeed, Check } from './answer.js';
+import { createJwks, type Jwks } from './jwks.js';
+import { createJwtVerifier, isJwtShaped, type JwtVerifier } from './jwt.js';
 
 export interface Provider {
   readonly name: string;
@@ -27,16 +32,20 @@ export interface Provider {
   readonly config: ProviderConfig;
   /** The key files as this provider read them (keys.ts keyFilesDigest): a reload rebuilds it when they change. */
   readonly keyFilesDigest: string;
-  /** True once the introspection endpoint is known. */
+  /** True once the introspection endpoint (and, with jwt, the keys) are known. */
   isReady(): boolean;
   /** Settles when the provider is ready; discovery retries until then (or until close). */
   readonly ready: Promise<void>;
   /**
    * What this provider vouches for about the token — the one question the answer cache asks
-   * (cache/answers.ts). Today: RFC 7662 introspection. Rejects with `temporarily_unavailable` on
-   * any failure.
+   * (cache/answers.ts): a JWT access token verified locally when the provider has `jwt`, else (or
+   * also, for `introspection`) RFC 7662 introspection. Rejects with `invalid_token` for a JWT that
+   * does not verify or a token the provider has no way to check (no provider call is made), and
+   * with `temporarily_unavailable` on any failure to ask.
    */
-  fetchAnswer(token: string): Promise<Record<string, unknown>>;
+  fetchAnswer(token: string, need?: AnswerNeed): Promise<Record<string, unknown>>;
+  /** How `fetchAnswer` would check this token; null when it has no way to (it refuses it unchecked). */
+  checkOf(token: string, need: AnswerNeed): Check | null;
   close(): Promise<void>;
 }
 
@@ -54,7 +63,14 @@ export interface ProviderDeps {
    * providers does not open 1,000 connections at once. Default: no limit.
    */
   limitDiscovery?: <T>(attempt: () => Promise<T>) => Promise<T>;
+  /** Tolerance for a JWT's `exp` and `nbf` (seconds; the configuration's clock_skew_s, default 30). */
+  clockSkewS?: number;
+  /** JWK Set refresh and least interval between fetches (milliseconds; 10 minutes and 30 s). */
+  jwks?: { refreshMs?: number; minIntervalMs?: number };
 }
+
+/** Stands in for the client_id openid-client needs of a provider that has no introspection (never sent). */
+const NO_CLIENT = 'tollgate-no-introspection';
 
 const unavailable = (description: string, cause?: unknown) =>
   new TollgateError('temporarily_unavailable', description, cause === undefined ? {} : { cause });
@@ -73,6 +89,10 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
   });
   const clientAuth = clientAuthFor(config, keys);
   const insecure = isInsecure(config);
+  const clock = deps.clock ?? systemClock;
+  const introspects = hasIntrospection(config);
+  /** Set with the configuration, once the keys are known: the JWT verification of a `jwt` provider. */
+  let verifyJwt: JwtVerifier | undefined;
 
   let configuration: oidc.Configuration | undefined;
   let closed = false;
@@ -92,20 +112,65 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
     resolveReady();
   };
 
+  const jwtChecks = {
+    valid: metrics.jwtVerifications.labels(config.name, 'valid'),
+    invalid: metrics.jwtVerifications.labels(config.name, 'invalid'),
+  };
+  const jwksFetches = {
+    success: metrics.jwksFetches.labels(config.name, 'success'),
+    failure: metrics.jwksFetches.labels(config.name, 'failure'),
+  };
+  /** SPEC §9: a `jwt` provider is ready once its keys are known, fetched with the metadata. */
+  const loadKeys = async (c: oidc.Configuration): Promise<JwtVerifier | undefined> => {
+    const jwt = config.jwt;
+    if (jwt === undefined) return undefined;
+    const uri = jwt.jwks_uri ?? c.serverMetadata().jwks_uri;
+    if (uri === undefined) throw new Error('the provider metadata has no jwks_uri (set jwt.jwks_uri)');
+    // The keys decide what is trusted: fetched over plain HTTP only where the issuer itself is.
+    if (!/^https:/i.test(uri) && !insecure && !config.allow_http) throw new Error(`the jwks_uri ${uri} is not https://`);
+    let lastFailure = '';
+    const jwks: Jwks = createJwks(
+      { uri, ...deps.jwks },
+      {
+        fetch: http.fetch,
+        clock,
+        onFetch(result, failure) {
+          jwksFetches[result].inc();
+          if (failure === undefined) return;
+          lastFailure = failure;
+          // At start the discovery retry logs it; later the last good keys keep serving.
+          if (verifyJwt !== undefined)
+            log.warn({ jwks_uri: uri, cause: failure }, 'JWKS fetch failed: the last good keys stay in use');
+        },
+      },
+    );
+    if (!(await jwks.load())) throw new Error(`the JWKS could not be fetched from ${uri}: ${lastFailure}`);
+    return createJwtVerifier(
+      { issuer: config.issuer, audience: config.audience ?? [], jwt, clockSkewS: deps.clockSkewS ?? 30 },
+      { getKey: jwks.getKey, clock },
+    );
+  };
+
+  const discoverAll = async () => {
+    const c = await discoverConfiguration(config, http, clientAuth, insecure);
+    return { c, verifier: await loadKeys(c) };
+  };
   const discover = () =>
     deps.limitDiscovery
-      ? deps.limitDiscovery(() =>
-          closed ? Promise.reject(new Error('closed')) : discoverConfiguration(config, http, clientAuth, insecure),
-        )
-      : discoverConfiguration(config, http, clientAuth, insecure);
+      ? deps.limitDiscovery(() => (closed ? Promise.reject(new Error('closed')) : discoverAll()))
+      : discoverAll();
 
   const retry = deps.retryMs ?? { first: 1000, max: 30_000 };
   const attempt = (pauseMs: number): void => {
     discover().then(
-      (c) => {
+      ({ c, verifier }) => {
         if (closed) return;
+        verifyJwt = verifier;
         finish(c);
-        log.info({ introspection_endpoint: introspectionEndpointOf(config, c) }, 'provider ready');
+        log.info(
+          { introspection_endpoint: introspects ? introspectionEndpointOf(config, c) : null, jwt: verifier !== undefined },
+          'provider ready',
+        );
       },
       (err: unknown) => {
         if (closed) return;
@@ -130,7 +195,6 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
   // SPEC §3.4: the breaker refuses first (no queueing behind a provider known to fail), then the
   // limiter bounds the calls in flight. A refusal by either makes no call, so it is not counted as
   // an introspection request; the request itself is counted as provider_unavailable.
-  const clock = deps.clock ?? systemClock;
   const limiter = createLimiter({ maxConcurrency: config.max_concurrency, queueTimeoutMs: config.queue_timeout_ms }, { clock });
   const circuitOpen = metrics.circuitOpen.labels(config.name);
   circuitOpen.set(0);
@@ -167,6 +231,38 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
     }
   };
 
+  /** A refused JWT is counted and refused here: no provider call, no breaker, never cached. */
+  const verified = async (verify: JwtVerifier, token: string): Promise<Record<string, unknown>> => {
+    try {
+      const claims = await verify(token);
+      jwtChecks.valid.inc();
+      return claims;
+    } catch (err) {
+      jwtChecks.invalid.inc();
+      throw err;
+    }
+  };
+
+  const introspect = async (c: oidc.Configuration, token: string): Promise<Record<string, unknown>> => {
+    const ticket = breaker.admit();
+    let called = false;
+    try {
+      const claims = await limiter.run(() => {
+        called = true;
+        return call(c, token);
+      });
+      ticket.success();
+      return claims;
+    } catch (err) {
+      // No slot in time: the provider was not asked, so this says nothing about its health.
+      if (called) ticket.failure();
+      else ticket.cancel();
+      throw err;
+    }
+  };
+
+  const shapedForJwt = (token: string) => config.jwt !== undefined && isJwtShaped(token);
+
   return {
     name: config.name,
     issuer: config.issuer,
@@ -175,25 +271,18 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
     keyFilesDigest: keyFiles,
     isReady: () => configuration !== undefined,
     ready,
-    async fetchAnswer(token: string): Promise<Record<string, unknown>> {
+    async fetchAnswer(token: string, need: AnswerNeed = 'any'): Promise<Record<string, unknown>> {
       const c = configuration;
       if (c === undefined) throw unavailable('the provider is not ready yet');
-      const ticket = breaker.admit();
-      let called = false;
-      try {
-        const claims = await limiter.run(() => {
-          called = true;
-          return call(c, token);
-        });
-        ticket.success();
-        return claims;
-      } catch (err) {
-        // No slot in time: the provider was not asked, so this says nothing about its health.
-        if (called) ticket.failure();
-        else ticket.cancel();
-        throw err;
+      // SPEC §9: a JWT-shaped token of a jwt provider must verify first, whatever the route needs.
+      if (verifyJwt !== undefined && isJwtShaped(token)) {
+        const claims = await verified(verifyJwt, token);
+        if (need === 'any') return claims;
       }
+      if (!introspects) throw new TollgateError('invalid_token', 'the provider of this token has no introspection');
+      return introspect(c, token);
     },
+    checkOf: (token, need) => (need === 'any' && shapedForJwt(token) ? 'jwt' : introspects ? 'introspection' : null),
     async close() {
       closed = true;
       metrics.circuitOpen.remove(config.name);
@@ -221,10 +310,18 @@ async function discoverConfiguration(
   insecure: boolean,
 ): Promise<oidc.Configuration> {
   const clientMetadata = clientMetadataFor(config);
-  if (config.introspection_endpoint !== undefined) {
+  const clientId = config.client_id ?? NO_CLIENT;
+  const introspects = hasIntrospection(config);
+  // Discovery is skipped only when every endpoint tollgate needs is configured.
+  const jwksUri = config.jwt === undefined ? undefined : (config.jwt.jwks_uri ?? null);
+  if ((!introspects || config.introspection_endpoint !== undefined) && jwksUri !== null) {
     return new oidc.Configuration(
-      { issuer: config.issuer, introspection_endpoint: config.introspection_endpoint },
-      config.client_id,
+      {
+        issuer: config.issuer,
+        ...(config.introspection_endpoint === undefined ? {} : { introspection_endpoint: config.introspection_endpoint }),
+        ...(jwksUri === undefined ? {} : { jwks_uri: jwksUri }),
+      },
+      clientId,
       clientMetadata,
       clientAuth,
     );
@@ -237,26 +334,42 @@ async function discoverConfiguration(
   const issuer = new URL(config.issuer);
   let found: oidc.Configuration;
   try {
-    found = await oidc.discovery(issuer, config.client_id, clientMetadata, clientAuth, options('oidc'));
+    found = await oidc.discovery(issuer, clientId, clientMetadata, clientAuth, options('oidc'));
   } catch (oidcError) {
     // Plain OAuth 2.0 servers publish RFC 8414 metadata only.
-    found = await oidc.discovery(issuer, config.client_id, clientMetadata, clientAuth, options('oauth2')).catch(() => {
+    found = await oidc.discovery(issuer, clientId, clientMetadata, clientAuth, options('oauth2')).catch(() => {
       throw oidcError;
     });
   }
-  if (found.serverMetadata().introspection_endpoint === undefined) {
+  if (introspects && config.introspection_endpoint === undefined && found.serverMetadata().introspection_endpoint === undefined) {
     throw new Error('the provider metadata has no introspection_endpoint');
+  }
+  // Discovered for the keys only: the configured introspection endpoint still wins.
+  if (config.introspection_endpoint !== undefined) {
+    return new oidc.Configuration(
+      { ...(found.serverMetadata() as unknown as oidc.ServerMetadata), introspection_endpoint: config.introspection_endpoint },
+      clientId,
+      clientMetadata,
+      clientAuth,
+    );
   }
   return found;
 }
 
-/** Discovers once, for `check-config --discover`: the introspection endpoint, or a failure said plainly. */
+/**
+ * Discovers once, for `check-config --discover`: the introspection endpoint (and, with jwt, where
+ * the keys are), or a failure said plainly.
+ */
 export async function discoverOnce(config: ProviderConfig): Promise<string> {
   const keys = readProviderKeysOrThrow(config);
   const http = createProviderFetch({ timeoutMs: config.timeout_ms, connections: 1, tls: keys.tls });
   try {
     const c = await discoverConfiguration(config, http, clientAuthFor(config, keys), isInsecure(config));
-    return introspectionEndpointOf(config, c)!;
+    const introspection = hasIntrospection(config) ? introspectionEndpointOf(config, c)! : 'none';
+    if (config.jwt === undefined) return introspection;
+    const jwksUri = config.jwt.jwks_uri ?? c.serverMetadata().jwks_uri;
+    if (jwksUri === undefined) throw new Error('the provider metadata has no jwks_uri (set jwt.jwks_uri)');
+    return `${introspection} (JWT keys at ${jwksUri})`;
   } finally {
     await http.close();
   }

@@ -100,7 +100,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       return decision(answer, extracted.source);
     };
     // The lookup sets line.cache as it counts it, so a failed lookup is logged as it was counted.
-    const found = cache.lookup(provider, extracted.token, line);
+    const found = cache.lookup(provider, extracted.token, line, route.introspect);
     return found instanceof Promise ? found.then(authorized) : authorized(found);
   };
 
@@ -116,6 +116,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       code: null,
       provider: null,
       cache: null,
+      check: null,
       duration_ms: 0,
       upstream_ms: null,
     };

@@ -120,6 +120,8 @@ export interface CompiledRoute<A> {
   readonly scopeText: string;
   /** Providers that may vouch for a token here. */
   readonly providers: A;
+  /** What the route needs of a token: `introspection` with `introspect: always` (SPEC §9). */
+  readonly introspect?: 'any' | 'introspection';
 }
 
 /**

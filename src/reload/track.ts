@@ -2,6 +2,7 @@
  * A provider with its in-flight calls counted: a provider retired by a reload closes
  * as soon as the last call through it is done.
  */
+import type { AnswerNeed } from '../provider/answer.js';
 import type { Provider } from '../provider/providers.js';
 
 /** A provider with its in-flight calls counted, so a retired one closes when idle. */
@@ -14,10 +15,10 @@ export function track(provider: Provider): TrackedProvider {
   let waiters: (() => void)[] = [];
   // A delegate, not a copy: whatever else the provider exposes (getters included) stays live.
   return Object.assign(Object.create(provider) as Provider, {
-    async fetchAnswer(token: string) {
+    async fetchAnswer(token: string, need?: AnswerNeed) {
       inFlight++;
       try {
-        return await provider.fetchAnswer(token);
+        return await provider.fetchAnswer(token, need);
       } finally {
         if (--inFlight === 0) {
           const wake = waiters;

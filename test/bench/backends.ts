@@ -7,6 +7,9 @@
  *   2 ms), discovery metadata for any number of issuers (`/t/NAME` is issuer NAME; `/` is the
  *   default issuer), and `GET /__stats` with the number of introspection calls so far.
  *
+ * With BENCH_JWKS (a JWK Set as JSON), every issuer also publishes it at `ISSUER/jwks` and names it
+ * as its `jwks_uri`: the keys of the JWT rows' tokens.
+ *
  * Tokens starting with `slow-` are answered after BENCH_SLOW_MS instead, so that a burst of
  * requests with one fresh token is certain to arrive while its first call is still in flight.
  * Reports `{ upstream, provider }` to its parent over IPC once both listen.
@@ -16,6 +19,7 @@ import type { AddressInfo } from 'node:net';
 
 const latencyMs = Number(process.env.BENCH_PROVIDER_LATENCY_MS ?? 2);
 const slowMs = Number(process.env.BENCH_SLOW_MS ?? 250);
+const jwks = process.env.BENCH_JWKS ? (JSON.parse(process.env.BENCH_JWKS) as unknown) : undefined;
 let calls = 0;
 
 const OK = Buffer.from('{"ok":true,"items":[1,2,3]}');
@@ -31,6 +35,7 @@ const provider = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
   const url = req.url ?? '/';
   if (req.method === 'GET') {
     if (url === '/__stats') return json(res, { calls });
+    if (jwks !== undefined && /^(\/t\/[a-z0-9-]+)?\/jwks$/.test(url)) return json(res, jwks);
     const m = /^(\/t\/[a-z0-9-]+)?\/\.well-known\/(openid-configuration|oauth-authorization-server)$/.exec(url);
     if (m === null) return json(res, { error: 'not_found' }, 404);
     const issuer = base + (m[1] ?? '');
@@ -38,6 +43,7 @@ const provider = createServer({ keepAliveTimeout: 65_000 }, (req, res) => {
       issuer,
       introspection_endpoint: `${issuer}/introspect`,
       token_endpoint: `${issuer}/token`,
+      ...(jwks === undefined ? {} : { jwks_uri: `${issuer}/jwks` }),
       introspection_endpoint_auth_methods_supported: ['client_secret_basic'],
     });
   }

@@ -19,6 +19,7 @@ const line: AccessLine = {
   code: null,
   provider: 'bench',
   cache: 'hit',
+  check: 'introspection',
   duration_ms: 0.512,
   upstream_ms: 0.301,
 };

@@ -8,6 +8,11 @@
  * pairs of BENCH_DURATION_S seconds, BENCH_CONNECTIONS connections), after an unmeasured warm-up
  * of each; the table shows the medians of the pairs and the verdict of the budget (issue 6).
  *
+ * Rows h–k: JWT access tokens verified locally (a third tollgate process whose `jwt` provider
+ * publishes the harness's RS256 and ES256 keys through the backends): a repeated JWT against an
+ * introspection cache hit in the same process, the CPU cost of a JWT's first sight, and 10,000
+ * distinct JWTs rotating.
+ *
  * Environment (all optional): BENCH_DURATION_S (4), BENCH_PAIRS (3), BENCH_CONNECTIONS (50),
  * BENCH_WARMUP_S (1), BENCH_BODY_CONNECTIONS (8), BENCH_PROVIDER_LATENCY_MS (2),
  * BENCH_ONLY (e.g. `a,g`), BENCH_CPU_PROF (a directory: tollgate runs with --cpu-prof into it),
@@ -16,6 +21,7 @@
  * BENCH_TOLLGATE_CONFIG (JSON merged into tollgate's configuration, e.g. `{"access_log":false}`).
  * Exits 1 when a row misses its budget.
  */
+import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -270,11 +276,59 @@ function judge(bare: Run[], tollgate: Run[], budget: Budget, problems: string[],
   return { ok, text };
 }
 
+// ---------------------------------------------------------------------------------------------
+// JWT access tokens (rows h–k)
+
+const JWT_AUDIENCE = 'bench-api';
+const JWT_KEYS = {
+  RS256: generateKeyPairSync('rsa', { modulusLength: 2048 }),
+  ES256: generateKeyPairSync('ec', { namedCurve: 'P-256' }),
+};
+const JWKS = {
+  keys: Object.entries(JWT_KEYS).map(([alg, k]) => ({ ...k.publicKey.export({ format: 'jwk' }), kid: alg, alg, use: 'sig' })),
+};
+let jwtSerial = 0;
+
+/** A JWT access token of the bench's `jwt` provider, signed with node:crypto (faster than jose's async sign). */
+function signJwt(alg: keyof typeof JWT_KEYS, issuer: string): string {
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const input = `${b64({ alg, kid: alg, typ: 'at+jwt' })}.${b64({
+    iss: issuer,
+    aud: JWT_AUDIENCE,
+    sub: 'bench-user',
+    client_id: 'bench-client',
+    scope: 'orders:read orders:write',
+    iat: now,
+    exp: now + 3600,
+    jti: `${(jwtSerial++).toString(36)}-${process.pid}`,
+  })}`;
+  const key: KeyObject = JWT_KEYS[alg].privateKey;
+  const signature = sign('sha256', Buffer.from(input), alg === 'ES256' ? { key, dsaEncoding: 'ieee-p1363' } : key);
+  return `${input}.${signature.toString('base64url')}`;
+}
+
+/** Requests that each carry the next of `tokens`. */
+function cycling(tokens: readonly string[], path: string): Load {
+  let next = 0;
+  return {
+    path,
+    requests: [
+      {
+        setupRequest: (req) => {
+          req.headers.authorization = `Bearer ${tokens[next++ % tokens.length]}`;
+          return req;
+        },
+      },
+    ],
+  };
+}
+
 async function main(): Promise<number> {
   const startedAt = Date.now();
   tmp = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
   const { message: backends } = await forkTs<Record<string, string>>('backends.ts', {
-    env: { BENCH_PROVIDER_LATENCY_MS: String(settings.providerLatencyMs) },
+    env: { BENCH_PROVIDER_LATENCY_MS: String(settings.providerLatencyMs), BENCH_JWKS: JSON.stringify(JWKS) },
   });
   const upstreamUrl = backends.upstream!;
   const providerUrl = backends.provider!;
@@ -283,7 +337,9 @@ async function main(): Promise<number> {
   const provider = (name: string, issuer: string) => ({ name, issuer, client_id: 'tollgate', client_secret: 'bench-secret' });
   const wanted = (id: string) => settings.only === null || settings.only.has(id);
 
-  const [bareStart, tollgate, big] = await Promise.all([
+  const jwtIssuer = `${providerUrl}/t/jwt`;
+  const jwtRows = ['h', 'i', 'j', 'k'].some(wanted);
+  const [bareStart, tollgate, big, tollgateJwt] = await Promise.all([
     forkTs<{ url: string }>('bare-proxy.ts', {
       env: { BENCH_UPSTREAM_URL: upstreamUrl, BENCH_GC_PROBE_FILE: join(tmp, 'bare.memory.json') },
       execArgv: [...GC_PROBE, ...(settings.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfDir}/bare`] : [])],
@@ -309,6 +365,21 @@ async function main(): Promise<number> {
                     },
             ),
             { match: { path_prefix: '/api' }, scopes: ['orders:read'], providers: ['t-42'] },
+          ],
+          cache,
+        })
+      : Promise.resolve(null),
+    // Opaque tokens of `bench` under /api, JWTs of `jwt` under /j/: both kinds in one process.
+    jwtRows
+      ? startTollgate('tollgate-jwt', {
+          upstream: { url: upstreamUrl },
+          providers: [
+            provider('bench', providerUrl),
+            { name: 'jwt', issuer: jwtIssuer, audience: JWT_AUDIENCE, jwt: { algorithms: ['RS256', 'ES256'], typ: 'at+jwt' } },
+          ],
+          routes: [
+            { match: { path_prefix: '/j/' }, providers: ['jwt'] },
+            { match: { path_prefix: '/api' }, providers: ['bench'] },
           ],
           cache,
         })
@@ -528,12 +599,107 @@ async function main(): Promise<number> {
     });
   }
 
+  if (tollgateJwt !== null) rows.push(...(await jwtScenarios(B, tollgateJwt, jwtIssuer, token, wanted)));
+
   await stopAll();
   const totalS = (Date.now() - startedAt) / 1000;
   printTable(rows, setupS, totalS);
   if (settings.jsonFile) writeFileSync(settings.jsonFile, JSON.stringify({ settings, rows }, null, 2));
   rmSync(tmp, { recursive: true, force: true });
   return rows.every((r) => r.verdict.ok) ? 0 : 1;
+}
+
+/** Rows h–k: one tollgate with an introspection provider and a jwt provider. */
+async function jwtScenarios(
+  B: Side,
+  target: Target,
+  issuer: string,
+  opaqueToken: string,
+  wanted: (id: string) => boolean,
+): Promise<Row[]> {
+  const rows: Row[] = [];
+  const JWT_PATH = `/j${PATH}`;
+  const rps = (runs: Run[]) => median(runs.map((r) => r.rps));
+  const cpu = (runs: Run[]) => median(runs.map((r) => r.cpuUs));
+  const introspected: Side = { target, status: 200 };
+  const verified: Side = { target, status: 200 };
+  const oneJwt = signJwt('ES256', issuer);
+  let hit: { jwt: Run[]; introspection: Run[] } | undefined;
+
+  if (wanted('h') || wanted('k')) {
+    // Three sides in turn: bare, an introspection cache hit, a JWT cache hit (same process).
+    const { runs, problems } = await alternate([B, introspected, verified], (side) =>
+      side === verified
+        ? { path: JWT_PATH, headers: authorization(oneJwt) }
+        : { path: PATH, headers: authorization(opaqueToken) },
+    );
+    hit = { introspection: runs[1]!, jwt: runs[2]! };
+    const ratio = rps(runs[2]!) / rps(runs[1]!);
+    rows.push({
+      id: 'h',
+      title: 'one JWT, cache hit',
+      bare: runs[0]!,
+      tollgate: runs[2]!,
+      note:
+        `÷ an introspection cache hit in the same turns: ${ratio.toFixed(3)} ` +
+        `(${Math.round(rps(runs[1]!))} req/s, ${Math.round(cpu(runs[1]!))} µs CPU/req)`,
+      verdict: judge(runs[0]!, runs[2]!, {}, problems, [{ ok: ratio >= 0.97, text: 'JWT hit ≥ 0.97 × introspection hit' }]),
+    });
+  }
+
+  // First sight: every request a JWT never seen, so each is verified (no cache hit).
+  const FIRST_SIGHT = 3000;
+  for (const [id, alg] of [
+    ['i', 'RS256'],
+    ['j', 'ES256'],
+  ] as const) {
+    if (!wanted(id)) continue;
+    const bareRuns: Run[] = [];
+    const tgRuns: Run[] = [];
+    const problems: string[] = [];
+    const before = await metricValue(target, 'tollgate_jwt_verifications_total', 'provider="jwt",result="valid"');
+    for (let pair = 0; pair < settings.pairs; pair++) {
+      const tokens = Array.from({ length: FIRST_SIGHT }, () => signJwt(alg, issuer));
+      bareRuns.push(await measure(B.target, { ...cycling(tokens, PATH), amount: FIRST_SIGHT }));
+      const run = await measure(target, { ...cycling(tokens, JWT_PATH), amount: FIRST_SIGHT });
+      if (run.statuses[200] !== FIRST_SIGHT) problems.push(`tollgate: ${JSON.stringify(run.statuses)}`);
+      tgRuns.push(run);
+    }
+    const verifications =
+      (await metricValue(target, 'tollgate_jwt_verifications_total', 'provider="jwt",result="valid"')) - before;
+    rows.push({
+      id,
+      title: `new ${alg} JWT every request (verified, no cache hit)`,
+      bare: bareRuns,
+      tollgate: tgRuns,
+      note: `${Math.round(cpu(tgRuns))} µs CPU/req in tollgate (${verifications} verifications)${hit ? `; a JWT cache hit: ${Math.round(cpu(hit.jwt))} µs` : ''}`,
+      verdict: judge(bareRuns, tgRuns, {}, problems, [
+        { ok: verifications === settings.pairs * FIRST_SIGHT, text: '1 verification/request' },
+      ]),
+    });
+  }
+
+  if (wanted('k')) {
+    const tokens = Array.from({ length: ROTATING_TOKENS }, () => signJwt('ES256', issuer));
+    const rotating = cycling(tokens, JWT_PATH);
+    await measure(target, { ...rotating, amount: ROTATING_TOKENS }); // verify each once: the cache is warm
+    const before = await metricValue(target, 'tollgate_jwt_verifications_total', 'provider="jwt",result="valid"');
+    const { runs, problems } = await alternate([B, verified], (side) =>
+      side === B ? { path: PATH, headers: authorization(oneJwt) } : rotating,
+    );
+    const verifications =
+      (await metricValue(target, 'tollgate_jwt_verifications_total', 'provider="jwt",result="valid"')) - before;
+    const vsOne = hit ? rps(runs[1]!) / rps(hit.jwt) : NaN;
+    rows.push({
+      id: 'k',
+      title: `${ROTATING_TOKENS.toLocaleString('en')} JWTs rotating, cache warm`,
+      bare: runs[0]!,
+      tollgate: runs[1]!,
+      note: `÷ (h) one JWT: ${vsOne.toFixed(3)} (not in the same turns); ${verifications} verifications`,
+      verdict: judge(runs[0]!, runs[1]!, {}, problems, [{ ok: verifications === 0, text: 'all hits' }]),
+    });
+  }
+  return rows;
 }
 
 function printTable(rows: readonly Row[], setupS: number, totalS: number): void {

@@ -15,7 +15,7 @@ t.test('config/tollgate.example.yaml is valid and shows the defaults', async (t)
   t.equal(c.providers[0]?.client_secret, 'example-secret', '${ACME_SECRET} substituted');
   t.same(c.cache, { ttl_s: 60, negative_ttl_s: 5, max_entries: 100000, stale_if_error_s: 0, refresh_ahead_s: 5 });
   t.same(c.headers.claims, DEFAULT_CLAIM_HEADERS);
-  t.equal(c.routes.length, 3);
+  t.equal(c.routes.length, 4);
 });
 
 t.test('config/tollgate.schema.json is up to date (npm run schema)', async (t) => {

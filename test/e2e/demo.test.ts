@@ -37,10 +37,12 @@ t.test('the demo prints curl lines that work, and Ctrl-C stops it', async (t) =>
   ).catch((err: Error) => {
     throw new Error(`${err.message}\nstderr:\n${stderr}`);
   });
-  t.equal(curls.length, 8, 'eight curl lines');
+  t.equal(curls.length, 10, 'ten curl lines');
 
   const curl = async (line: string) => (await run('sh', ['-c', line], { timeout: 10_000 })).stdout;
-  const [allowed, noToken, noScope, badToken, tenant, wrongTenant, open, metrics] = curls as [
+  const [allowed, noToken, noScope, badToken, tenant, wrongTenant, jwt, tamperedJwt, open, metrics] = curls as [
+    string,
+    string,
     string,
     string,
     string,
@@ -61,10 +63,17 @@ t.test('the demo prints curl lines that work, and Ctrl-C stops it', async (t) =>
   t.match(tenantOut, /^HTTP\/1\.1 200/);
   t.match(tenantOut, /"x-auth-provider": "globex"/);
   t.match(await curl(wrongTenant), /^HTTP\/1\.1 401[\s\S]*error="invalid_token"/);
+  const jwtOut = await curl(jwt);
+  t.match(jwtOut, /^HTTP\/1\.1 200/);
+  t.match(jwtOut, /"x-auth-provider": "initech"/);
+  t.match(jwtOut, /"x-auth-scope": "orders:read"/);
+  t.match(await curl(tamperedJwt), /^HTTP\/1\.1 401[\s\S]*error="invalid_token"/);
   const openOut = await curl(open);
   t.match(openOut, /^HTTP\/1\.1 200/);
   t.match(openOut, /"identity": \{\}/, 'the spoofed X-Auth-Subject did not reach the API');
-  t.match(await curl(metrics), /tollgate_requests_total\{outcome="allowed",provider="demo"\} 1/);
+  const metricsOut = await curl(metrics);
+  t.match(metricsOut, /tollgate_requests_total\{outcome="allowed",provider="demo"\} 1/);
+  t.match(metricsOut, /tollgate_jwt_verifications_total\{provider="initech",result="valid"\} 1/);
 
   process.kill(-demo.pid!, 'SIGINT');
   t.equal(await withTimeout(exited, 15_000, 'the demo did not stop within 15 s of SIGINT'), 0);

@@ -28,6 +28,10 @@ export interface FakeProvider {
   readonly requests: { body: URLSearchParams; contentType: string | undefined; accept: string | undefined }[];
   /** Most calls ever in flight at once. */
   readonly maxInFlight: number;
+  /** GETs of `/jwks` received so far (with the `jwks` option). */
+  readonly jwksFetches: number;
+  /** While false, `/jwks` answers 503 (a key endpoint that is down). */
+  setJwksAvailable(available: boolean): void;
   /** Answers every call with this JSON object. */
   answer(claims: (token: string) => Record<string, unknown> | Promise<Record<string, unknown>>): void;
   /** Answers every call as the script says (status, body, delay, hang…). */
@@ -63,6 +67,8 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
         : '/.well-known/openid-configuration';
   let inFlight = 0;
   let maxInFlight = 0;
+  let jwksFetches = 0;
+  let jwksAvailable = true;
   let issuer = '';
   let script: Script = (_token, _req, res) => json(res, 200, { active: false });
 
@@ -79,7 +85,11 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
         ...(options.jwks === undefined ? {} : { jwks_uri: `${issuer}/jwks` }),
       });
     }
-    if (url.pathname === '/jwks' && options.jwks !== undefined) return json(res, 200, options.jwks);
+    if (url.pathname === '/jwks' && options.jwks !== undefined) {
+      jwksFetches++;
+      // Read at each request: a test rotates keys by changing the set it passed in.
+      return jwksAvailable ? json(res, 200, options.jwks) : json(res, 503, { error: 'down' });
+    }
     if (rest !== '/introspect' || req.method !== 'POST') return json(res, 404, { error: 'not_found' });
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -117,6 +127,12 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     requests,
     get maxInFlight() {
       return maxInFlight;
+    },
+    get jwksFetches() {
+      return jwksFetches;
+    },
+    setJwksAvailable(available) {
+      jwksAvailable = available;
     },
     answer(claims) {
       script = async (token, _req, res) => json(res, 200, await claims(token));

@@ -37,6 +37,7 @@ const LINE: AccessLine = {
   code: null,
   provider: 'acme',
   cache: 'hit',
+  check: 'jwt',
   duration_ms: 0.512,
   upstream_ms: 0.301,
 };
