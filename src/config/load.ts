@@ -9,6 +9,7 @@ import { parse as parseYaml, YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { readProviderKeys, resolveKeyFilePaths } from './keys.js';
 import { findShadowedRoutes } from './shadow.js';
+import { resolveSharedCacheFiles } from '../cache/shared-files.js';
 import { configSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
 
 export interface Problem {
@@ -102,6 +103,7 @@ export function validateConfig(input: Tree, options: ValidateOptions = {}): Load
     resolveSecretFiles(p, baseDir, (key, message) => problems.push({ path: formatPath(['providers', i, key]), message }));
     resolveKeyFilePaths(p, baseDir);
   });
+  resolveSharedCacheFiles(raw, baseDir, (key, message) => problems.push({ path: formatPath(['cache', 'shared', key]), message }));
 
   const parsed = configSchema.safeParse(raw, { error: requiredMessage });
   if (!parsed.success) problems.push(...toProblems(parsed.error.issues, (parts) => formatPath(parts)));
