@@ -69,7 +69,7 @@ t.test('rediss:// with a private CA and a password from a file', async (t) => {
   const raw = (shared: Record<string, unknown>) => ({
     upstream: { url: upstream.url },
     providers: [providerEntry('acme', provider.issuer)],
-    cache: { shared: { url: redis.url, timeout_ms: 500, ...shared } },
+    cache: { shared: { url: redis.url, timeout_ms: 1000, ...shared } },
   });
   const a = await startTollgate(t, raw({ ca_file: ca.certFile, password_file: passwordFile }));
   const b = await startTollgate(t, raw({ ca_file: ca.certFile, password_file: passwordFile }));

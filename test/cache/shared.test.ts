@@ -11,9 +11,10 @@ import { manualClock, type ManualClock } from '../helpers/clock.js';
 import { startFakeProvider, type FakeProvider } from '../helpers/fake-provider.js';
 import { bearer } from '../helpers/http.js';
 import { startRedis, type TestRedis } from '../helpers/redis.js';
-import { providerEntry, requestsArrived, startTollgate, type TestTollgate } from '../helpers/tollgate.js';
+import { providerEntry, requestsArrived, startTollgate, testTree, type TestTollgate } from '../helpers/tollgate.js';
 import { startUpstream } from '../helpers/upstream.js';
 import { slotOf } from '../../src/cache/shared.js';
+import { validateConfig } from '../../src/config/load.js';
 
 const newToken = () => `tok-${randomBytes(12).toString('hex')}`;
 
@@ -37,7 +38,7 @@ async function fleet(t: Test, n: number, cache: Record<string, unknown> = {}): P
     upstream: { url: upstream.url },
     providers: [providerEntry('acme', provider.issuer), providerEntry('beta', provider.tenantIssuer('beta'))],
     provider_header: 'X-Tenant',
-    cache: { refresh_ahead_s: 0, ...cache, shared: { url: redis.url, timeout_ms: 500 } },
+    cache: { refresh_ahead_s: 0, ...cache, shared: { url: redis.url, timeout_ms: 1000 } },
   };
   const replicas = await Promise.all(Array.from({ length: n }, () => startTollgate(t, raw, { clock })));
   return { redis, provider, clock, replicas };
@@ -212,7 +213,7 @@ t.test("every check still runs on a shared answer: one route's scope never satis
     upstream: { url: upstream.url },
     providers: [providerEntry('acme', provider.issuer)],
     routes: [{ match: { path_prefix: '/admin' }, scopes: ['orders:admin'] }],
-    cache: { shared: { url: redis.url } },
+    cache: { shared: { url: redis.url, timeout_ms: 1000 } },
   };
   const a = await startTollgate(t, raw);
   const b = await startTollgate(t, raw);
@@ -240,3 +241,44 @@ async function waitForKeys(redis: TestRedis, n: number, ms = 5000) {
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+t.test('a provider reloaded with another issuer reads none of the old entries; a removed one uses none', async (t) => {
+  const redis = await startRedis(t);
+  const provider = await startFakeProvider();
+  t.teardown(() => provider.close());
+  const upstream = await startUpstream();
+  t.teardown(() => upstream.close());
+  provider.answer(() => ({ active: true, sub: 'alice', exp: Math.floor(Date.now() / 1000) + 3600 }));
+  const tree = (issuer: string | null) =>
+    testTree({
+      upstream: { url: upstream.url },
+      providers: [
+        providerEntry('other', provider.tenantIssuer('other')),
+        ...(issuer === null ? [] : [providerEntry('acme', issuer)]),
+      ],
+      provider_header: 'X-Tenant',
+      cache: { shared: { url: redis.url, timeout_ms: 1000 } },
+    });
+  let current = tree(provider.tenantIssuer('one'));
+  const source = { load: () => validateConfig(current), file: undefined, baseDir: process.cwd() };
+  const a = await startTollgate(t, current);
+  const b = await startTollgate(t, current, { source });
+  const token = newToken();
+  t.equal((await a.request('/', { headers: acme(token) })).status, 200);
+  await waitForKeys(redis, 1);
+
+  current = tree(provider.tenantIssuer('two'));
+  t.match(await b.app.reload(), { ok: true });
+  t.equal((await b.request('/', { headers: acme(token) })).status, 200);
+  t.equal(provider.tenantCalls('two').length, 1, 'the new issuer was asked');
+  t.equal(b.accessLines().at(-1)?.cache, 'miss', "not the old issuer's answer");
+  t.equal(await b.metric('tollgate_shared_cache_errors_total', { operation: 'read' }), 0, 'a plain miss, not a refused entry');
+
+  current = tree(null);
+  t.match(await b.app.reload(), { ok: true, removed: ['acme'] });
+  const calls = provider.callCount;
+  const res = await b.request('/', { headers: acme(token) });
+  t.equal(res.status, 401, 'a removed provider vouches for nothing, shared entries or not');
+  t.equal(provider.callCount, calls);
+  t.equal(await metric(b, 'shared_hit'), 0);
+});

@@ -34,7 +34,7 @@ t.test('two tollgate processes share one Redis: one provider call per token', as
   const config = {
     upstream: { url: upstream.url },
     providers: [providerEntry('acme', provider.issuer)],
-    cache: { shared: { url: redis.url, timeout_ms: 200 } },
+    cache: { shared: { url: redis.url, timeout_ms: 1000 } },
   };
   const dir = t.testdir({ a: {}, b: {} });
   const pods = await Promise.all(['a', 'b'].map((pod) => startBinary(t, config, { dir: path.join(dir, pod) })));
