@@ -158,9 +158,7 @@ export const sharedCacheSchema = z
     password_file: z.string().min(1).nullable().default(null).describe('Read the password from this file (Kubernetes secret)'),
     ca_file: z.string().min(1).nullable().default(null).describe('rediss:// with a private CA: trusted besides the system CAs'),
     key_prefix: z.string().default('tollgate:').describe('Prefix of every key tollgate writes'),
-    timeout_ms: positiveInt()
-      .default(50)
-      .describe('Per operation; past it the shared cache counts as a miss (milliseconds)'),
+    timeout_ms: positiveInt().default(50).describe('Per operation; past it the shared cache counts as a miss (milliseconds)'),
   })
   .superRefine((s, ctx) => {
     if (typeof s.url !== 'string' || !URL.canParse(s.url)) return;

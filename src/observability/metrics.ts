@@ -145,7 +145,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }
   }
   // Closed label sets start at 0, so rate() and absent-series alerts work before the first event.
-  for (const result of ['hit', 'miss', 'coalesced', 'stale', 'shared_hit'] satisfies CacheResult[]) metrics.cacheLookups.labels(result);
+  for (const result of ['hit', 'miss', 'coalesced', 'stale', 'shared_hit'] satisfies CacheResult[])
+    metrics.cacheLookups.labels(result);
   for (const result of ['success', 'failure'] satisfies ReloadResult[]) metrics.configReloads.inc({ result }, 0);
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'tollgate_' });
   return metrics;

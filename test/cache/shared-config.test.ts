@@ -58,7 +58,10 @@ t.test('rediss:// with a private CA and a password from a file', async (t) => {
   const ca = pki.ca('redis-ca');
   const server = pki.issue(ca, '127.0.0.1', 'server');
   const password = `pw-${randomBytes(8).toString('hex')}`;
-  const redis = await startRedis(t, { tls: { certFile: server.certFile, keyFile: server.keyFile, caFile: ca.certFile }, password });
+  const redis = await startRedis(t, {
+    tls: { certFile: server.certFile, keyFile: server.keyFile, caFile: ca.certFile },
+    password,
+  });
   const passwordFile = path.join(dir, 'redis-password');
   writeFileSync(passwordFile, `${password}\n`); // as `echo` and Secrets write it
   const provider = await startFakeProvider();

@@ -46,7 +46,11 @@ async function sharesAgain(p: Pair, redis: TestRedis): Promise<boolean> {
   const token = newToken();
   const client = redis.client();
   await p.a.request('/', { headers: bearer(token) });
-  const key = slotOf('tollgate:', { name: 'acme', issuer: p.a.app.runtime().providers.get('acme')!.issuer, audience: undefined }, token).key;
+  const key = slotOf(
+    'tollgate:',
+    { name: 'acme', issuer: p.a.app.runtime().providers.get('acme')!.issuer, audience: undefined },
+    token,
+  ).key;
   await waitFor(async () => (await client.exists(key)) === 1, 5000, 'the answer was not written to Redis');
   await p.b.request('/', { headers: bearer(token) });
   return p.b.accessLines().at(-1)?.cache === 'shared_hit';
@@ -77,7 +81,11 @@ t.test('Redis killed mid-traffic and restarted: no request fails, sharing resume
   await waitFor(() => statuses.length >= atKill + 20, 10_000, 'traffic stalled while Redis was down');
   t.equal(await p.a.metric('tollgate_shared_cache_up'), 0, 'down while Redis is gone');
   await redis.restart();
-  await waitFor(async () => (await p.a.metric('tollgate_shared_cache_up')) === 1 && (await p.b.metric('tollgate_shared_cache_up')) === 1, 15_000, 'did not reconnect within 15 s');
+  await waitFor(
+    async () => (await p.a.metric('tollgate_shared_cache_up')) === 1 && (await p.b.metric('tollgate_shared_cache_up')) === 1,
+    15_000,
+    'did not reconnect within 15 s',
+  );
   stop = true;
   await traffic;
   t.same(
@@ -112,7 +120,10 @@ t.test('Redis paused past timeout_ms: requests wait at most about timeout_ms mor
   const worst = Math.max(...paused.map((r) => r.ms));
   // One read waits out timeout_ms, then the provider is asked as without a shared cache. The slack
   // is for a machine shared with other work (several engineers' test runs at once).
-  t.ok(worst < baseline + TIMEOUT_MS + 400, `worst ${worst.toFixed(0)} ms < normal ${baseline.toFixed(0)} + timeout ${TIMEOUT_MS} + 400`);
+  t.ok(
+    worst < baseline + TIMEOUT_MS + 400,
+    `worst ${worst.toFixed(0)} ms < normal ${baseline.toFixed(0)} + timeout ${TIMEOUT_MS} + 400`,
+  );
   const timeouts = (await counter(p.a, 'errors', 'read')) + (await counter(p.a, 'errors', 'write'));
   t.ok(timeouts >= 3, `the timeouts are counted (${timeouts}: reads and the writes after them)`);
   t.ok((await counter(p.a, 'skipped', 'read')) >= 1, 'then the breaker stopped asking');

@@ -57,7 +57,7 @@ t.test('a token used on every replica costs its provider one call', async (t) =>
   const second = await f.replicas[1]!.request('/orders', { headers: acme(token) });
   t.equal(second.status, 200);
   t.equal(f.provider.callCount, 1, 'one provider call for two replicas');
-  t.equal(f.replicas[1]!.accessLines().at(-1)?.cache, 'shared_hit', "the access line says where the answer came from");
+  t.equal(f.replicas[1]!.accessLines().at(-1)?.cache, 'shared_hit', 'the access line says where the answer came from');
   t.equal(await metric(f.replicas[1]!, 'shared_hit'), 1);
   t.equal(await metric(f.replicas[0]!, 'miss'), 1);
   // From then on each replica answers from its own cache.
@@ -126,7 +126,7 @@ t.test('Redis holds neither tokens, nor claims, nor subjects; entries live as lo
   }
 });
 
-t.test('an entry copied onto another provider\'s key is refused, counted, and the provider asked', async (t) => {
+t.test("an entry copied onto another provider's key is refused, counted, and the provider asked", async (t) => {
   const f = await fleet(t, 1);
   const token = newToken();
   t.equal((await f.replicas[0]!.request('/orders', { headers: acme(token) })).status, 200);
@@ -142,7 +142,11 @@ t.test('an entry copied onto another provider\'s key is refused, counted, and th
   const res = await f.replicas[0]!.request('/orders', { headers: { ...bearer(token), 'x-tenant': 'beta' } });
   t.equal(res.status, 200, 'beta answers for itself');
   t.equal(f.provider.tenantCalls('beta').length, betaCalls + 1, "beta's own provider was asked");
-  t.equal(await f.replicas[0]!.metric('tollgate_shared_cache_errors_total', { operation: 'read' }), 1, 'the refused entry is counted');
+  t.equal(
+    await f.replicas[0]!.metric('tollgate_shared_cache_errors_total', { operation: 'read' }),
+    1,
+    'the refused entry is counted',
+  );
   t.equal(f.replicas[0]!.accessLines().at(-1)?.cache, 'miss');
 });
 
@@ -173,7 +177,7 @@ t.test('no replica keeps a shared answer past ttl_s', async (t) => {
   t.equal(await metric(b, 'shared_hit'), 1, 'and did not take the expired shared entry either');
 });
 
-t.test('no replica keeps a shared answer past the token\'s exp', async (t) => {
+t.test("no replica keeps a shared answer past the token's exp", async (t) => {
   const f = await fleet(t, 2, { ttl_s: 300 });
   const token = newToken();
   const exp = f.clock.nowS() + 30;

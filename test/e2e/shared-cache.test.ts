@@ -46,7 +46,9 @@ t.test('two tollgate processes share one Redis: one provider call per token', as
   // 50 concurrent first requests, 25 on each process, while the provider holds its answer.
   const token = `tok-${randomBytes(12).toString('hex')}`;
   const all = Promise.all(
-    Array.from({ length: 50 }, (_, i) => request(`${pods[i % 2]!.proxyUrl}/orders`, { headers: bearer(token), timeoutMs: 20_000 })),
+    Array.from({ length: 50 }, (_, i) =>
+      request(`${pods[i % 2]!.proxyUrl}/orders`, { headers: bearer(token), timeoutMs: 20_000 }),
+    ),
   );
   // One process holds the cross-pod lock and is asking; whatever the other one does meanwhile
   // (waiting for the lock's answer, or not there yet), it must not ask too.
