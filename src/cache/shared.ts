@@ -173,7 +173,9 @@ export function redisOptions(settings: SharedCacheConfig): RedisOptions {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    commandTimeout: settings.timeout_ms,
+    // A backstop that empties ioredis's queue of commands a stopped Redis never answers; the
+    // operation's own deadline (timeout_ms) is kept by the shared cache itself.
+    commandTimeout: Math.max(1000, settings.timeout_ms * 10),
     connectTimeout: Math.max(1000, settings.timeout_ms * 20),
     // Reconnect in the background: 100 ms doubling to 2 s, forever.
     retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times - 1, 5), 2000),
@@ -220,8 +222,8 @@ export function createSharedCache(settings: SharedCacheConfig, deps: SharedCache
   };
 
   /**
-   * One Redis operation, bounded by timeout_ms by our own timer too (ioredis's commandTimeout
-   * does not cover every path, a MULTI among them). A reply error (a wrong type, out of memory)
+   * One Redis operation, bounded by timeout_ms by our own timer (ioredis's commandTimeout, a
+   * backstop here, does not cover every path, a MULTI among them, and rejects on a busy turn). A reply error (a wrong type, out of memory)
    * is counted but is no sign of a broken Redis, so it leaves the breaker alone.
    */
   const attempt = async <T>(operation: SharedCacheOperation, run: () => Promise<T>): Promise<Result<T>> => {
@@ -234,7 +236,10 @@ export function createSharedCache(settings: SharedCacheConfig, deps: SharedCache
       const value = await Promise.race([
         run(),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error('shared cache: timed out')), timeoutMs);
+          // Timers run before I/O in an event-loop turn: after a busy turn (a loaded pod) the
+          // timer would fire although the answer is already waiting in the socket. setImmediate
+          // lets that I/O be read first, so only a Redis that really did not answer times out.
+          timer = setTimeout(() => setImmediate(() => reject(new Error('shared cache: timed out'))), timeoutMs);
         }),
       ]);
       breaker.success();
@@ -282,13 +287,9 @@ export function createSharedCache(settings: SharedCacheConfig, deps: SharedCache
     if (lifeMs > 0) {
       const value = seal(slot, claims, clock.now() + lifeMs);
       // Not awaited: the request goes on; the write is bounded and counted like any operation.
-      void attempt('write', async () => {
-        const batch = redis.multi().set(slot.key, value, 'PX', lifeMs);
-        if (holdsLock) batch.del(slot.lock);
-        const replies = await batch.exec();
-        const failed = replies?.find(([err]) => err !== null)?.[0];
-        if (failed) throw failed;
-      });
+      // The lock is left to expire: freed now, a pod that missed just before this write could
+      // take it and ask the provider again; held, that pod waits and reads this answer.
+      void attempt('write', () => redis.set(slot.key, value, 'PX', lifeMs));
     } else if (holdsLock) {
       void attempt('lock', () => redis.del(slot.lock));
     }

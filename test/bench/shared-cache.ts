@@ -33,6 +33,8 @@ const TOKENS = Number(process.env.BENCH_TOKENS ?? 1000);
 const IN_FLIGHT = 16;
 const CPU_PAIRS = Number(process.env.BENCH_PAIRS ?? 5);
 const CPU_REQUESTS = Number(process.env.BENCH_REQUESTS ?? 20_000);
+/** cache.shared.timeout_ms of the replicas (default 50, the configuration's). */
+const SHARED_TIMEOUT_MS = Number(process.env.BENCH_SHARED_TIMEOUT_MS ?? 50);
 
 async function startRedis(): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
@@ -83,7 +85,7 @@ const base = (shared: boolean) => ({
   upstream: { url: upstream.url },
   providers: [{ name: 'acme', issuer: provider.issuer, client_id: 'tollgate', client_secret: 'bench', max_concurrency: 64 }],
   access_log: false,
-  cache: { ttl_s: 600, ...(shared ? { shared: { url: redis.url } } : {}) },
+  cache: { ttl_s: 600, ...(shared ? { shared: { url: redis.url, timeout_ms: SHARED_TIMEOUT_MS } } : {}) },
 });
 let failed = false;
 
@@ -113,6 +115,19 @@ try {
       );
       if (bad > 0) throw new Error(`${bad} requests were not served`);
       perToken[String(shared)] = (provider.callCount - before) / TOKENS;
+      if (shared) {
+        // What the replicas counted: shared hits, and any Redis operation that failed or was skipped.
+        const totals = new Map<string, number>();
+        for (const r of replicas) {
+          const text = await (await request(`${r.adminUrl}/metrics`, { dispatcher })).body.text();
+          for (const line of text.split('\n')) {
+            const m = /^(tollgate_(?:cache_lookups|shared_cache_errors|shared_cache_skipped)_total\{[^}]*\}) (\S+)$/.exec(line);
+            if (m) totals.set(m[1]!, (totals.get(m[1]!) ?? 0) + Number(m[2]));
+          }
+        }
+        const nonZero = [...totals].filter(([, v]) => v > 0).map(([k, v]) => `${k.replace(/^tollgate_/, '')} ${v}`);
+        process.stdout.write(`  ${n} replicas with cache.shared: ${nonZero.join(', ')}\n`);
+      }
       await stopAll(replicas.map((r) => r.pid));
     }
     rows.push(`| ${n} | ${n * TOKENS} | ${perToken.false!.toFixed(3)} | ${perToken.true!.toFixed(3)} |`);
