@@ -10,6 +10,8 @@
  * - One provider call across pods: the first pod to miss takes a lock (`SET NX PX`) and asks the
  *   provider; the others poll for its answer for at most the provider's `timeout_ms`, and make
  *   their own call if it does not come (the holder died, or its call failed and freed the lock).
+ *   A written answer leaves the lock to expire, so a pod that missed a moment before the write
+ *   waits for that answer instead of asking again.
  * - Redis is never a point of failure: every operation is bounded by `timeout_ms` and counted
  *   when it fails; a breaker stops asking a Redis that keeps failing; a disconnected client
  *   queues nothing (ioredis `enableOfflineQueue: false`) and reconnects with backoff in the
@@ -273,7 +275,7 @@ export function createSharedCache(settings: SharedCacheConfig, deps: SharedCache
       r.ok ? ({ ok: true, value: r.value === 'OK' } as const) : SKIPPED,
     );
 
-  /** This pod's own call; its answer is written for the others, and a held lock freed. */
+  /** This pod's own call; its answer is written for the others (a held lock is freed only when none is). */
   const own = async (slot: Slot, options: LoadOptions, holdsLock: boolean): Promise<SharedLoad> => {
     let claims: Record<string, unknown>;
     try {
@@ -326,7 +328,7 @@ export function createSharedCache(settings: SharedCacheConfig, deps: SharedCache
         const retaken = await tryLock(slot, waitMs);
         if (!retaken.ok) return own(slot, options, false);
         if (!retaken.value) continue;
-        // The holder may have written its answer and freed the lock between the two looks.
+        // The holder may have written its answer just before its lock expired, between the two looks.
         const late = await read(slot, usableAfterMs);
         if (late.ok && late.value !== undefined) {
           void attempt('lock', () => redis.del(slot.lock));
