@@ -16,7 +16,7 @@ import { createClientErrorHandler } from './proxy/client-error.js';
 import { createUpstream } from './proxy/forward.js';
 import { createHandler, createPipeline } from './proxy/handler.js';
 import { createAnswerCache } from './cache/answers.js';
-import { createSharedCache, type SharedCache } from './cache/shared.js';
+import type { SharedCache } from './cache/shared.js';
 import { createLiveRuntime, type ConfigSource, type ReloadOptions, type ReloadResult } from './reload.js';
 import type { Runtime } from './runtime.js';
 import { createUpgrades } from './proxy/upgrade.js';
@@ -69,8 +69,12 @@ export async function startApp(options: AppOptions): Promise<App> {
     cacheSize: () => cacheSize(),
     ...(config.cache.shared ? { sharedCacheUp: () => shared?.up() ?? 0 } : {}),
   });
-  // Connects in the background: neither the start nor readiness waits for Redis.
-  if (config.cache.shared) shared = createSharedCache(config.cache.shared, { metrics, logger, clock });
+  // Connects in the background: neither the start nor readiness waits for Redis. Loaded only when
+  // configured: the Redis client is a third of a second of start-up on a busy node.
+  if (config.cache.shared) {
+    const { createSharedCache } = await import('./cache/shared.js');
+    shared = createSharedCache(config.cache.shared, { metrics, logger, clock });
+  }
   const cache = createAnswerCache(config.cache, clock, metrics, shared);
   cacheSize = cache.size;
 
