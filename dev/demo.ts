@@ -7,15 +7,19 @@
  *
  * TOLLGATE_LISTEN / TOLLGATE_ADMIN_LISTEN choose tollgate's addresses (default 127.0.0.1:7080 and
  * :7081, or a free port when those are taken).
+ *
+ * `npm run demo -- --shared-cache` also starts a local redis-server (on a free port, nothing
+ * saved) and a second tollgate replica, both sharing answers through it: a token used on one
+ * replica and then on the other costs its provider one call.
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
+import { parse as parseYaml, stringify } from 'yaml';
 import { startLegacyApi } from './legacy-api.js';
 import { startOidcProvider, TOLLGATE_CLIENT } from './oidc-provider.js';
 
@@ -44,7 +48,33 @@ async function freeOr0(preferred: string): Promise<string> {
   return free ? preferred : `${host}:0`;
 }
 
+/** A local redis-server on a free loopback port, nothing saved; resolves once it accepts connections. */
+async function startRedis(): Promise<{ url: string; child: ChildProcess }> {
+  const port = await new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+  const args = ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--logfile', ''];
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('redis-server was not ready within 10 s')), 10_000);
+    child.once('error', () => reject(new Error('--shared-cache needs redis-server (apt-get install redis-server)')));
+    child.once('exit', (code) => reject(new Error(`redis-server exited (${code})`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return { url: `redis://127.0.0.1:${port}/0`, child };
+}
+
 async function main(): Promise<void> {
+  const withSharedCache = process.argv.includes('--shared-cache');
+  const redis = withSharedCache ? await startRedis() : undefined;
   const sub = (clientId: string) => ({ sub: `service-account:${clientId}` });
   // Two tenants, each with its own provider: acme's is inline, globex's a providers.d file.
   const op = await startOidcProvider({ extraTokenClaims: sub });
@@ -77,6 +107,7 @@ async function main(): Promise<void> {
         { match: {}, providers: ['demo'] },
       ],
       shutdown: { drain_delay_s: 0, timeout_s: 5 },
+      ...(redis ? { cache: { shared: { url: redis.url } } } : {}),
     }),
   );
 
@@ -108,16 +139,32 @@ async function main(): Promise<void> {
       child.kill('SIGINT');
       await new Promise((resolve) => child.once('exit', resolve));
     }
+    for (const other of [replica?.child, redis?.child]) {
+      if (other && other.exitCode === null) {
+        other.kill('SIGINT');
+        await new Promise((resolve) => other.once('exit', resolve));
+      }
+    }
     await Promise.all([api.close(), op.close(), globex.close(), initech.close()]);
     rmSync(dir, { recursive: true, force: true });
     process.exit(code);
   };
+  // The second replica: the same configuration on free ports (it is in the demo's folder, so
+  // providers.d resolves the same).
+  let replica: { child: ChildProcess; proxyUrl: string; adminUrl: string } | undefined;
   process.on('SIGINT', () => void stop(0));
   process.on('SIGTERM', () => void stop(0));
 
   try {
     await listening;
     await waitReady(`${adminUrl}/readyz`);
+    if (redis) {
+      const second = path.join(dir, 'replica-2.yaml');
+      const tree = parseYaml(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
+      writeFileSync(second, stringify({ ...tree, listen: '127.0.0.1:0', admin_listen: '127.0.0.1:0' }));
+      replica = await startReplica(second, env);
+      await waitReady(`${replica.adminUrl}/readyz`);
+    }
   } catch (err) {
     process.stderr.write(`demo: ${(err as Error).message}\n`);
     await stop(1);
@@ -126,6 +173,7 @@ async function main(): Promise<void> {
   const token = await op.mintToken(undefined, undefined, 'orders:read');
   const globexToken = await globex.mintToken(undefined, undefined, 'orders:read');
   const jwtToken = await initech.mintToken(undefined, undefined, 'orders:read');
+  const sharedToken = replica ? await op.mintToken(undefined, undefined, 'orders:read') : '';
 
   process.stdout.write(`
 tollgate demo is running:
@@ -166,7 +214,20 @@ A client_credentials token (scope orders:read, valid 1 hour) was minted for you.
 
   # Prometheus metrics (look for tollgate_requests_total)
   curl -s ${adminUrl}/metrics
+${
+  replica && redis
+    ? `
+Shared cache: a second replica ${replica.proxyUrl} (admin: ${replica.adminUrl}) and both share
+answers through redis-server ${redis.url}. A new token, used on the first replica, then the second:
 
+  curl -s -o /dev/null -w '%{http_code}\\n' ${proxyUrl}/orders/1 -H 'Authorization: Bearer ${sharedToken}'
+  curl -s -o /dev/null -w '%{http_code}\\n' ${replica.proxyUrl}/orders/1 -H 'Authorization: Bearer ${sharedToken}'
+
+  # the second replica found the answer in Redis: result="shared_hit" 1, and no introspection call of its own
+  curl -s ${replica.adminUrl}/metrics | grep -E 'cache_lookups_total|introspection_requests_total'
+`
+    : ''
+}
 Ctrl-C stops everything.
 `);
   bannerShown = true;
@@ -175,6 +236,21 @@ Ctrl-C stops everything.
       process.stderr.write(`demo: tollgate exited (code ${code})\n`);
       void stop(code ?? 1);
     }
+  });
+}
+
+/** A second tollgate process; its log is not shown (the first replica's is). */
+async function startReplica(
+  configFile: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ child: ChildProcess; proxyUrl: string; adminUrl: string }> {
+  const child = spawn(process.execPath, [cli, '--config', configFile], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`the second replica exited with code ${code} before it was ready`)));
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const entry = parseJson(line);
+      if (entry?.msg === 'tollgate listening') resolve({ child, proxyUrl: String(entry.proxy), adminUrl: String(entry.admin) });
+    });
   });
 }
 

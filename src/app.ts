@@ -16,6 +16,7 @@ import { createClientErrorHandler } from './proxy/client-error.js';
 import { createUpstream } from './proxy/forward.js';
 import { createHandler, createPipeline } from './proxy/handler.js';
 import { createAnswerCache } from './cache/answers.js';
+import type { SharedCache } from './cache/shared.js';
 import { createLiveRuntime, type ConfigSource, type ReloadOptions, type ReloadResult } from './reload.js';
 import type { Runtime } from './runtime.js';
 import { createUpgrades } from './proxy/upgrade.js';
@@ -63,8 +64,18 @@ export async function startApp(options: AppOptions): Promise<App> {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? createLogger();
   let cacheSize = () => 0;
-  const metrics = createMetrics({ cacheSize: () => cacheSize() });
-  const cache = createAnswerCache(config.cache, clock, metrics);
+  let shared: SharedCache | undefined;
+  const metrics = createMetrics({
+    cacheSize: () => cacheSize(),
+    ...(config.cache.shared ? { sharedCacheUp: () => shared?.up() ?? 0 } : {}),
+  });
+  // Connects in the background: neither the start nor readiness waits for Redis. Loaded only when
+  // configured: the Redis client is a third of a second of start-up on a busy node.
+  if (config.cache.shared) {
+    const { createSharedCache } = await import('./cache/shared.js');
+    shared = createSharedCache(config.cache.shared, { metrics, logger, clock });
+  }
+  const cache = createAnswerCache(config.cache, clock, metrics, shared);
   cacheSize = cache.size;
 
   const providerDeps = {
@@ -129,7 +140,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       closing ??= proxyClosed.then(async ({ cut }) => {
         if (cut > 0) logger.warn({ requests: cut }, 'shutdown timeout: in-flight requests cut');
         upgrades.closeAll();
-        await Promise.all([closeServer(admin, 0), upstream.close(), live.close()]);
+        await Promise.all([closeServer(admin, 0), upstream.close(), live.close(), shared?.close()]);
         // The access log is written in batches: what is still buffered goes out now.
         await new Promise<void>((resolve) => {
           setTimeout(resolve, 1000).unref(); // a destination that never drains must not hold the exit

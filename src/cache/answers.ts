@@ -15,6 +15,7 @@ import { TollgateError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { CacheResult, Metrics } from '../observability/metrics.js';
 import { scopesOf, type Answer, type AnswerNeed, type Check } from '../provider/answer.js';
+import type { SharedCache, SharedLoad, SharedSource } from './shared.js';
 
 export interface CacheSettings {
   /** Longest life of an active answer (seconds; default 60). It never outlives the token's `exp`. */
@@ -36,8 +37,11 @@ export interface CacheSettings {
   readonly refresh_ahead_s: number;
 }
 
-/** What the cache needs of a provider: its name (part of the key) and a way to obtain an answer. */
-export interface AnswerSource {
+/**
+ * What the cache needs of a provider: its name (part of the key) and a way to obtain an answer;
+ * with a shared cache also what binds a shared entry to it (issuer, audience) and its timeout.
+ */
+export interface AnswerSource extends SharedSource {
   readonly name: string;
   /**
    * The claims this provider vouches for (an RFC 7662 answer, or a verified JWT's claims in that
@@ -86,6 +90,8 @@ interface Entry extends Answer {
   readonly staleUntilMs: number;
   /** Set once a background refresh of this entry has started: refresh-ahead runs once per entry. */
   refreshing: boolean;
+  /** Read from the shared cache (another pod's call): its first use counts a `shared_hit`. */
+  readonly shared: boolean;
   readonly check: Check | null;
 }
 
@@ -97,7 +103,7 @@ interface Entry extends Answer {
 interface LoadContext {
   readonly provider: string;
   readonly check: Check | null;
-  readonly load: () => Promise<Record<string, unknown>>;
+  readonly load: () => Promise<SharedLoad>;
 }
 
 /**
@@ -112,25 +118,41 @@ export function cacheKey(providerName: string, token: string, need: AnswerNeed =
     : hash('sha256', `${providerName}\0${need}\0${token}`, 'base64url');
 }
 
-export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics: Metrics): AnswerCache {
+/**
+ * @param shared the cache shared by every replica (`cache.shared`): asked between this cache and
+ *   the provider, so whatever the provider vouches for (introspected or verified) is shared alike.
+ */
+export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics: Metrics, shared?: SharedCache): AnswerCache {
   const lookups = {
     hit: metrics.cacheLookups.labels('hit'),
     miss: metrics.cacheLookups.labels('miss'),
     coalesced: metrics.cacheLookups.labels('coalesced'),
     stale: metrics.cacheLookups.labels('stale'),
+    shared_hit: metrics.cacheLookups.labels('shared_hit'),
   };
   const ttlMs = settings.ttl_s * 1000;
   const negativeTtlMs = settings.negative_ttl_s * 1000;
   const staleIfErrorMs = settings.stale_if_error_s * 1000;
   const refreshAheadMs = settings.refresh_ahead_s * 1000;
 
-  /** Lifetimes of a new answer, SPEC §3.6: min(ttl, exp − now) when active, negative_ttl otherwise. */
-  const toEntry = (claims: Record<string, unknown>, provider: string, check: Check | null): Entry => {
+  const expMsOf = (claims: Record<string, unknown>): number => {
+    const exp = Object.hasOwn(claims, 'exp') ? claims.exp : undefined;
+    return claims.active === true && typeof exp === 'number' ? exp * 1000 : Infinity;
+  };
+  /** SPEC §3.6: min(ttl, exp − now) when active, negative_ttl otherwise (milliseconds from now). */
+  const lifeOf = (claims: Record<string, unknown>): number =>
+    claims.active === true ? Math.min(ttlMs, expMsOf(claims) - clock.now()) : negativeTtlMs;
+
+  /**
+   * Lifetimes of a new answer: its life from now, and never past `untilMs` (a shared entry's end,
+   * so an answer read from the shared cache lives no longer here than there).
+   */
+  const toEntry = (loaded: SharedLoad, provider: string, check: Check | null): Entry => {
+    const { claims } = loaded;
     const now = clock.now();
     const active = claims.active === true;
-    const exp = Object.hasOwn(claims, 'exp') ? claims.exp : undefined;
-    const expMs = active && typeof exp === 'number' ? exp * 1000 : Infinity;
-    const lifeMs = active ? Math.min(ttlMs, expMs - now) : negativeTtlMs;
+    const expMs = expMsOf(claims);
+    const lifeMs = Math.min(lifeOf(claims), loaded.untilMs - now);
     const freshUntilMs = now + Math.max(0, lifeMs);
     // A refresh can only lengthen an active answer cut short by ttl_s. An inactive token is refused
     // either way, and re-asking about one a client keeps sending would turn a refused token into a
@@ -145,6 +167,7 @@ export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics
       // stale-if-error never outlives the token itself
       staleUntilMs: Math.min(freshUntilMs + staleIfErrorMs, Math.max(freshUntilMs, expMs)),
       refreshing: false,
+      shared: loaded.shared,
       check,
     };
   };
@@ -159,11 +182,26 @@ export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics
     fetchMethod: async (_key, _previous, { context }) => toEntry(await context.load(), context.provider, context.check),
   });
 
-  const contextFor = (provider: AnswerSource, token: string, need: AnswerNeed): LoadContext => ({
-    provider: provider.name,
-    check: provider.checkOf === undefined ? 'introspection' : provider.checkOf(token, need),
-    load: need === 'any' ? () => provider.fetchAnswer(token) : () => provider.fetchAnswer(token, need),
-  });
+  /** `usableAfterMs`: a refresh takes a shared entry only if it outlives the one it replaces. */
+  const contextFor = (provider: AnswerSource, token: string, need: AnswerNeed, usableAfterMs?: number): LoadContext => {
+    const fetch = need === 'any' ? () => provider.fetchAnswer(token) : () => provider.fetchAnswer(token, need);
+    return {
+      provider: provider.name,
+      check: provider.checkOf === undefined ? 'introspection' : provider.checkOf(token, need),
+      load:
+        shared === undefined
+          ? async () => ({ claims: await fetch(), shared: false, untilMs: Infinity })
+          : () =>
+              shared.load(provider, token, {
+                fetch,
+                lifeMs: lifeOf,
+                // Kept apart in the shared cache too, as in cacheKey: a route that needs the
+                // provider's own answer is never served another pod's JWT verification.
+                need,
+                ...(usableAfterMs === undefined ? {} : { usableAfterMs }),
+              }),
+    };
+  };
 
   const refreshInBackground = (key: string, entry: Entry, context: LoadContext): void => {
     entry.refreshing = true;
@@ -196,7 +234,7 @@ export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics
       // would come back as a hit. A load already in flight is joined, not repeated.
       const loaded = await cache.fetch(key, { forceRefresh: true, context, status });
       if (loaded === undefined) throw new TollgateError('temporarily_unavailable', 'the answer was lost before it arrived');
-      const result: CacheResult = status.fetch === 'inflight' ? 'coalesced' : 'miss';
+      const result: CacheResult = status.fetch === 'inflight' ? 'coalesced' : loaded.shared ? 'shared_hit' : 'miss';
       count(result, out, loaded.check);
       return { answer: loaded, cache: result };
     } catch (err) {
@@ -216,7 +254,8 @@ export function createAnswerCache(settings: CacheSettings, clock: Clock, metrics
       // allowStale returns the current entry while a background refresh of it is in flight.
       const entry = cache.get(key, { allowStale: true });
       if (entry === undefined || now >= entry.freshUntilMs) return load(key, entry, provider, token, out, need);
-      if (now >= entry.refreshFromMs && !entry.refreshing) refreshInBackground(key, entry, contextFor(provider, token, need));
+      if (now >= entry.refreshFromMs && !entry.refreshing)
+        refreshInBackground(key, entry, contextFor(provider, token, need, entry.freshUntilMs));
       count('hit', out, entry.check);
       return { answer: entry, cache: 'hit' };
     },

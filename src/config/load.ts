@@ -11,6 +11,7 @@ import { CONFIG_FILE_LIMIT_BYTES, KEY_FILE_LIMIT_BYTES, readBoundedText } from '
 import { checkIntrospectRoutes } from './jwt-schema.js';
 import { readProviderKeys, resolveKeyFilePaths } from './keys.js';
 import { findShadowedRoutes } from './shadow.js';
+import { resolveSharedCacheFiles } from '../cache/shared-files.js';
 import { configSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
 import { quote, singleLine } from './text.js';
 import { parseYamlTree, RESERVED_KEYS, type YamlProblem } from './yaml.js';
@@ -114,6 +115,7 @@ export function validateConfig(input: Tree, options: ValidateOptions = {}): Load
     resolveSecretFiles(p, baseDir, (key, message) => problems.push({ path: formatPath(['providers', i, key]), message }));
     resolveKeyFilePaths(p, baseDir);
   });
+  resolveSharedCacheFiles(raw, baseDir, (key, message) => problems.push({ path: formatPath(['cache', 'shared', key]), message }));
 
   const parsed = configSchema.safeParse(raw, { error: describeIssue });
   if (!parsed.success) {

@@ -214,6 +214,28 @@ const tokenSource = z.union(
   { error: 'expected header, query or cookie:NAME' },
 );
 
+/** `cache.shared`: answers shared by every replica through Redis or Valkey (cache/shared.ts). */
+export const sharedCacheSchema = z
+  .strictObject({
+    url: z
+      .url()
+      .refine((v) => /^rediss?:$/.test(new URL(v).protocol), 'expected a redis:// or rediss:// (TLS) URL')
+      .describe('redis://host:port/db or rediss:// (TLS); may hold a password'),
+    password_file: z.string().min(1).nullable().default(null).describe('Read the password from this file (Kubernetes secret)'),
+    ca_file: z.string().min(1).nullable().default(null).describe('rediss:// with a private CA: trusted besides the system CAs'),
+    key_prefix: z.string().default('tollgate:').describe('Prefix of every key tollgate writes'),
+    timeout_ms: positiveInt().default(50).describe('Per operation; past it the shared cache counts as a miss (milliseconds)'),
+  })
+  .superRefine((s, ctx) => {
+    if (typeof s.url !== 'string' || !URL.canParse(s.url)) return;
+    const url = new URL(s.url);
+    if (typeof s.password_file === 'string' && url.password !== '')
+      ctx.addIssue({ code: 'custom', path: ['password_file'], message: 'give a password in url or password_file, not both' });
+    // A CA that could never be used is a mistake, not a no-op.
+    if (typeof s.ca_file === 'string' && url.protocol !== 'rediss:')
+      ctx.addIssue({ code: 'custom', path: ['ca_file'], message: 'ca_file needs a rediss:// url' });
+  }, ALWAYS_FOR_OBJECTS);
+
 export const configSchema = z
   .strictObject({
     listen: listenSchema.default('0.0.0.0:7080'),
@@ -256,6 +278,7 @@ export const configSchema = z
           0,
         ),
         refresh_ahead_s: seconds('An active answer used this close to its end is refreshed once in the background').default(5),
+        shared: sharedCacheSchema.optional().describe('A cache shared by every replica through Redis or Valkey'),
       })
       .default({ ttl_s: 60, negative_ttl_s: 5, max_entries: 100000, stale_if_error_s: 0, refresh_ahead_s: 5 }),
     clock_skew_s: seconds('Tolerance for exp and nbf').default(30),
@@ -296,6 +319,7 @@ export const configSchema = z
 export type ProviderConfig = z.output<typeof providerSchema>;
 export type RouteConfig = z.output<typeof routeSchema>;
 export type Config = z.output<typeof configSchema>;
+export type SharedCacheConfig = z.output<typeof sharedCacheSchema>;
 
 export function isLoopbackHost(hostname: string): boolean {
   const host = hostname.toLowerCase();

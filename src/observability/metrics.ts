@@ -7,7 +7,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { Outcome } from '../errors.js';
 import { HotCounter, HotHistogram } from './hot-metrics.js';
 
-export type CacheResult = 'hit' | 'miss' | 'coalesced' | 'stale';
+export type CacheResult = 'hit' | 'miss' | 'coalesced' | 'stale' | 'shared_hit';
+/** What the shared cache (Redis / Valkey) was asked to do. */
+export type SharedCacheOperation = 'read' | 'write' | 'lock';
 export type IntrospectionResult = 'active' | 'inactive' | 'error';
 export type ReloadResult = 'success' | 'failure';
 export type JwtVerificationResult = 'valid' | 'invalid';
@@ -36,6 +38,10 @@ export interface Metrics {
   // JWT access tokens verified locally, and the key fetches they need.
   readonly jwtVerifications: Counter<'provider' | 'result'>;
   readonly jwksFetches: Counter<'provider' | 'result'>;
+  /** Shared-cache operations that failed: timeouts, connection errors, unreadable entries. */
+  readonly sharedCacheErrors: Counter<'operation'>;
+  /** Shared-cache operations not attempted: disconnected, or paused after failures (backoff). */
+  readonly sharedCacheSkipped: Counter<'operation'>;
 }
 
 export interface MetricsOptions {
@@ -43,6 +49,11 @@ export interface MetricsOptions {
   cacheSize?: () => number;
   /** Node process metrics (prefix `tollgate_`); default true. */
   processMetrics?: boolean;
+  /**
+   * With `cache.shared`: 1 while Redis is connected and asked, 0 while disconnected or paused.
+   * Read when scraped; without a shared cache the gauge is not exported.
+   */
+  sharedCacheUp?: () => number;
 }
 
 export function createMetrics(options: MetricsOptions = {}): Metrics {
@@ -122,9 +133,37 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       labelNames: ['provider', 'result'],
       registers,
     }),
+    sharedCacheErrors: new Counter({
+      name: 'tollgate_shared_cache_errors_total',
+      help: 'Shared cache operations that failed (timeouts, connection errors, unreadable entries), by operation',
+      labelNames: ['operation'],
+      registers,
+    }),
+    sharedCacheSkipped: new Counter({
+      name: 'tollgate_shared_cache_skipped_total',
+      help: 'Shared cache operations not attempted (disconnected, or paused after failures), by operation',
+      labelNames: ['operation'],
+      registers,
+    }),
   };
+  const sharedCacheUp = options.sharedCacheUp;
+  if (sharedCacheUp) {
+    new Gauge({
+      name: 'tollgate_shared_cache_up',
+      help: '1 while the shared cache is connected and asked; 0 while disconnected or paused after failures',
+      registers,
+      collect() {
+        this.set(sharedCacheUp());
+      },
+    });
+    for (const operation of ['read', 'write', 'lock'] satisfies SharedCacheOperation[]) {
+      metrics.sharedCacheErrors.inc({ operation }, 0);
+      metrics.sharedCacheSkipped.inc({ operation }, 0);
+    }
+  }
   // Closed label sets start at 0, so rate() and absent-series alerts work before the first event.
-  for (const result of ['hit', 'miss', 'coalesced', 'stale'] satisfies CacheResult[]) metrics.cacheLookups.labels(result);
+  for (const result of ['hit', 'miss', 'coalesced', 'stale', 'shared_hit'] satisfies CacheResult[])
+    metrics.cacheLookups.labels(result);
   for (const result of ['success', 'failure'] satisfies ReloadResult[]) metrics.configReloads.inc({ result }, 0);
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'tollgate_' });
   return metrics;

@@ -38,12 +38,14 @@ export interface BinaryOptions {
   env?: Record<string, string>;
   /** Default 15 s. */
   startTimeoutMs?: number;
+  /** Where the config is written and the process runs; default the test's folder (one binary per test). */
+  dir?: string;
 }
 
 /** Writes `config` as YAML into the test's folder and starts the binary on it. */
 export async function startBinary(t: Test, config: Record<string, unknown>, options: BinaryOptions = {}): Promise<Binary> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
-  const dir = t.testdir({});
+  const dir = options.dir ?? t.testdir({});
   const file = path.join(dir, 'tollgate.yaml');
   writeFileSync(file, stringify({ listen: '127.0.0.1:0', admin_listen: '127.0.0.1:0', ...config }));
   const child = spawn(process.execPath, [CLI, '--config', file], {

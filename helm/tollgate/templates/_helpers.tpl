@@ -44,6 +44,18 @@ container ports and probes) and, when not given, upstream.url pointing at the AP
 {{- $_ := set $upstream "url" (printf "http://127.0.0.1:%v" .Values.api.port) }}
 {{- end }}
 {{- $_ := set $config "upstream" $upstream }}
+{{- if .Values.sharedCache.url }}
+{{- $cache := deepCopy ($config.cache | default dict) }}
+{{- $shared := deepCopy ($cache.shared | default dict) }}
+{{- $_ := set $shared "url" .Values.sharedCache.url }}
+{{- $_ := set $shared "key_prefix" .Values.sharedCache.keyPrefix }}
+{{- $_ := set $shared "timeout_ms" (.Values.sharedCache.timeoutMs | int) }}
+{{- if .Values.sharedCache.passwordSecret.name }}
+{{- $_ := set $shared "password_file" (printf "/var/run/secrets/tollgate-redis/%s" .Values.sharedCache.passwordSecret.key) }}
+{{- end }}
+{{- $_ := set $cache "shared" $shared }}
+{{- $_ := set $config "cache" $cache }}
+{{- end }}
 {{- $_ := set $config "listen" (printf "0.0.0.0:%v" .Values.ports.proxy) }}
 {{- $_ := set $config "admin_listen" (printf "0.0.0.0:%v" .Values.ports.admin) }}
 {{- toYaml $config }}
@@ -152,6 +164,11 @@ Set tollgate.image.tag there: the tag defaults to .Chart.AppVersion, which is th
       mountPath: {{ .Values.secrets.mountPath }}
       readOnly: true
     {{- end }}
+    {{- if and .Values.sharedCache.url .Values.sharedCache.passwordSecret.name }}
+    - name: tollgate-redis-password
+      mountPath: /var/run/secrets/tollgate-redis
+      readOnly: true
+    {{- end }}
     {{- with .Values.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
@@ -167,6 +184,14 @@ Set tollgate.image.tag there: the tag defaults to .Chart.AppVersion, which is th
   secret:
     secretName: {{ include "tollgate.secretName" . }}
     # Readable by the non-root user without an fsGroup; only tollgate mounts it.
+    defaultMode: 0444
+{{- end }}
+{{- if and .Values.sharedCache.url .Values.sharedCache.passwordSecret.name }}
+- name: tollgate-redis-password
+  secret:
+    secretName: {{ .Values.sharedCache.passwordSecret.name }}
+    items:
+      - { key: {{ .Values.sharedCache.passwordSecret.key | quote }}, path: {{ .Values.sharedCache.passwordSecret.key | quote }} }
     defaultMode: 0444
 {{- end }}
 {{- with .Values.extraVolumes }}
