@@ -34,6 +34,8 @@ import type { Metrics } from './observability/metrics.js';
 import type { AnswerCache } from './cache/answers.js';
 import { createProvider, describeFailure, type Provider, type ProviderDeps } from './provider/providers.js';
 import { compileRuntime, type Runtime } from './runtime.js';
+import { systemClock } from './clock.js';
+import { logSigningKey } from './identity/log.js';
 
 /** Where a reload reads the configuration from. */
 export interface ConfigSource {
@@ -160,7 +162,9 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
     track(createProvider(config, { ...providerDeps, limitDiscovery, ...(onDiscoveryFailure ? { onDiscoveryFailure } : {}) }));
 
   const initial = new Map<string, Provider>(options.config.providers.map((p) => [p.name, start(p)]));
-  let runtime = compileRuntime(options.config, initial);
+  const now = () => (providerDeps.clock ?? systemClock).now();
+  let runtime = compileRuntime(options.config, initial, { nowMs: now() });
+  logSigningKey(log, undefined, runtime.identity);
   let closed = false;
   /** Providers started by the reload in progress, until it swaps them in or gives up. */
   const pending = new Set<Provider>();
@@ -316,7 +320,7 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
     }
     let compiled: Runtime;
     try {
-      compiled = compileRuntime(next, providers);
+      compiled = compileRuntime(next, providers, { previous: runtime, nowMs: now() });
     } catch (err) {
       return giveUp([{ path: '(reload)', message: `cannot compile: ${(err as Error).message}` }]);
     }
@@ -331,6 +335,7 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
       retire(retired);
     }
     reloads.success.inc();
+    logSigningKey(log, previous.identity, compiled.identity);
     log.info({ added, changed, removed, unchanged: unchanged.length }, 'configuration reloaded');
     rewatch();
     return { ok: true, added, changed, removed, unchanged };
@@ -388,6 +393,11 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
         const names = keyFiles.get(path.dirname(file)) ?? new Set<string>();
         keyFiles.set(path.dirname(file), names.add(path.basename(file)));
       }
+    }
+    const signingKeyFile = runtime.config.headers.identity_jwt?.key_file;
+    if (signingKeyFile !== undefined) {
+      const names = keyFiles.get(path.dirname(signingKeyFile)) ?? new Set<string>();
+      keyFiles.set(path.dirname(signingKeyFile), names.add(path.basename(signingKeyFile)));
     }
     for (const [dir, names] of keyFiles) add(dir, (name) => names.has(name));
 

@@ -4,6 +4,7 @@
  * the current runtime once, so a reload never shows a request half of two configurations.
  */
 import type { Config } from './config/schema.js';
+import { compileIdentity, type Identity } from './identity/mint.js';
 import { compileHeaderPlan, type HeaderPlan } from './proxy/headers.js';
 import type { Provider } from './provider/providers.js';
 import type { CompiledRoute } from './proxy/routes.js';
@@ -22,10 +23,19 @@ export interface Runtime {
   readonly tokenSources: readonly TokenSource[];
   /** Lower-cased `provider_header`, or null. */
   readonly providerHeader: string | null;
+  /** The signed identity token's minter and key set (`headers.identity_jwt`). */
+  readonly identity: Identity;
+}
+
+export interface CompileOptions {
+  /** The runtime this one replaces (a reload): its signing key and minted tokens may carry over. */
+  readonly previous?: Runtime | undefined;
+  /** Now (epoch milliseconds): when a replaced signing key starts its last ttl_s in the key set. */
+  readonly nowMs?: number;
 }
 
 /** `providers` holds one started provider per entry of `config.providers`. */
-export function compileRuntime(config: Config, providers: ReadonlyMap<string, Provider>): Runtime {
+export function compileRuntime(config: Config, providers: ReadonlyMap<string, Provider>, options: CompileOptions = {}): Runtime {
   const lookup = (name: string): Provider => {
     const p = providers.get(name);
     if (p === undefined) throw new Error(`provider ${name} is not started`); // load.ts checked the names
@@ -63,5 +73,10 @@ export function compileRuntime(config: Config, providers: ReadonlyMap<string, Pr
     headerPlan: compileHeaderPlan(config.headers),
     tokenSources: compileTokenSources(config.token_sources),
     providerHeader: config.provider_header?.toLowerCase() ?? null,
+    identity: compileIdentity(config.headers.identity_jwt, {
+      previous: options.previous?.identity,
+      issuers: new Map(all.map((p) => [p.name, p.issuer])),
+      nowMs: options.nowMs ?? Date.now(),
+    }),
   });
 }

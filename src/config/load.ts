@@ -9,7 +9,8 @@ import { parse as parseYaml, YAMLError } from 'yaml';
 import type { z } from 'zod';
 import { readProviderKeys, resolveKeyFilePaths } from './keys.js';
 import { findShadowedRoutes } from './shadow.js';
-import { configSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
+import { readSigningKey } from '../identity/keys.js';
+import { configSchema, identityJwtSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
 
 export interface Problem {
   /** `providers[1].client_secret`, `providers_dir/acme.yaml: issuer`, `TOLLGATE_UPSTREAM_URL`. */
@@ -103,8 +104,19 @@ export function validateConfig(input: Tree, options: ValidateOptions = {}): Load
     resolveKeyFilePaths(p, baseDir);
   });
 
+  const identity = isTree(raw.headers) && isTree(raw.headers.identity_jwt) ? raw.headers.identity_jwt : undefined;
+  if (identity !== undefined && typeof identity.key_file === 'string' && identity.key_file !== '') {
+    identity.key_file = path.resolve(baseDir, identity.key_file);
+  }
+
   const parsed = configSchema.safeParse(raw, { error: requiredMessage });
   if (!parsed.success) problems.push(...toProblems(parsed.error.issues, (parts) => formatPath(parts)));
+  // The signing key is read and checked whenever its section is valid on its own.
+  const identitySettings = identity === undefined ? undefined : identityJwtSchema.safeParse(identity);
+  if (identitySettings?.success && identitySettings.data.key_file !== undefined) {
+    const settings = { ...identitySettings.data, key_file: identitySettings.data.key_file };
+    readSigningKey(settings, (key, message) => problems.push({ path: `headers.identity_jwt.${key}`, message }));
+  }
   // Key files are checked for every provider that is valid on its own, even when another part is not.
   inline.forEach((p, i) => {
     const provider = providerSchema.safeParse(p);
