@@ -251,3 +251,13 @@ t.test('with Authorization: the minted token replaces the client token', async (
   t.notOk(sent[0]!.includes(token), "the client's token is not forwarded");
   t.equal(decodeJwt(sent[0]!.slice('Bearer '.length)).iss, ISSUER);
 });
+
+t.test('identity_jwt off: no token minted and no key served', async (t) => {
+  const api = await startVerifyingApi({ jwksUrl: () => 'http://127.0.0.1:1/', issuer: ISSUER, audience: AUDIENCE });
+  t.teardown(() => api.upstream.close());
+  const gate = await startTollgate(t, { upstream: { url: api.url }, providers: [providerEntry('acme', op.issuer)] });
+  const res = await request(gate.adminUrl + JWKS);
+  t.equal(res.status, 404, 'no key set to serve');
+  await gate.request('/orders', { headers: { ...bearer(await op.mintToken()), 'x-auth-token': 'forged' } });
+  t.same(api.upstream.single().headers['x-auth-token'], undefined, 'the forged header is still removed, none added');
+});
