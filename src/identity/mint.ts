@@ -70,17 +70,23 @@ export interface CompileIdentityOptions {
 export function compileIdentity(settings: IdentitySettings | null, options: CompileIdentityOptions): Identity {
   const { previous, nowMs } = options;
   const before = previous?.keys.current ?? null;
-  let current: SigningKey | null = null;
-  if (settings !== null) {
-    // The same file contents (or, without a file, the same algorithm): the same key, even a
-    // generated one, so a reload never rotates a key by accident.
-    if (before !== null && before.source === keySource(settings)) current = before;
-    else current = settings.key_file === undefined ? generateSigningKey(settings) : readSigningKeyOrThrow(settings as never);
-  }
+  if (settings === null) return Object.freeze({ minter: null, keys: nextKeySet(previous, null, nowMs), settings });
+  const keyFile = settings.key_file;
+  // The same file contents (or, without a file, the same algorithm): the same key, even a
+  // generated one, so a reload never rotates a key by accident.
+  const current =
+    before !== null && before.source === keySource(settings)
+      ? before
+      : keyFile === undefined
+        ? generateSigningKey(settings)
+        : readSigningKeyOrThrow({ ...settings, key_file: keyFile });
   const keys = nextKeySet(previous, current, nowMs);
-  if (settings === null || current === null) return Object.freeze({ minter: null, keys, settings });
-  const carried = previous?.minter !== null && current === before && sameSettings(previous?.settings ?? null, settings);
-  const minter = carried ? (previous!.minter as Minter) : createMinter(settings, current, options.issuers);
+  // The tokens already minted are handed out again only under the same key and settings.
+  const kept = previous?.minter;
+  const minter =
+    kept != null && current === before && sameSettings(previous!.settings, settings)
+      ? kept
+      : createMinter(settings, current, options.issuers);
   return Object.freeze({ minter, keys, settings });
 }
 
