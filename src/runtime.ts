@@ -73,7 +73,7 @@ export function compileRuntime(config: Config, providers: ReadonlyMap<string, Pr
     headerPlan: compileHeaderPlan(config.headers),
     tokenSources: compileTokenSources(config.token_sources),
     providerHeader: config.provider_header?.toLowerCase() ?? null,
-    identity: compileIdentity(config.headers.identity_jwt, {
+    identity: compileIdentity(config.headers.identity_jwt ?? null, {
       previous: options.previous?.identity,
       issuers: new Map(all.map((p) => [p.name, p.issuer])),
       nowMs: options.nowMs ?? Date.now(),

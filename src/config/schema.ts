@@ -271,15 +271,12 @@ export const configSchema = z
         claims_json: headerName().nullable().default(null).describe('base64url JSON of the whole answer'),
         strip_prefixes: z.array(headerName()).default(['X-Auth-']),
         forward_authorization: z.boolean().default(false),
-        identity_jwt: identityJwtSchema.nullable().default(null).describe('A signed JWT of the identity for the API'),
+        identity_jwt: identityJwtSchema
+          .nullable()
+          .optional()
+          .describe('A signed JWT of the identity for the API; absent or null: none'),
       })
-      .default({
-        provider: 'X-Auth-Provider',
-        claims_json: null,
-        strip_prefixes: ['X-Auth-'],
-        forward_authorization: false,
-        identity_jwt: null,
-      })
+      .default({ provider: 'X-Auth-Provider', claims_json: null, strip_prefixes: ['X-Auth-'], forward_authorization: false })
       .superRefine(checkIdentityHeader, ALWAYS_FOR_OBJECTS),
     access_log: z.boolean().default(true),
     shutdown: z
