@@ -111,7 +111,8 @@ export async function startApp(options: AppOptions): Promise<App> {
   proxy.on('clientError', createClientErrorHandler(connections));
 
   const isReady = () => !draining && [...runtime().providers.values()].every((p) => p.isReady());
-  const admin = createServer(createAdminHandler({ metrics, isReady }));
+  const jwks = () => runtime().identity.keys.jwks(clock.now());
+  const admin = createServer(createAdminHandler({ metrics, isReady, jwks }));
 
   await Promise.all([listen(proxy, config.listen), listen(admin, config.admin_listen)]);
   const proxyUrl = urlOf(proxy);

@@ -33,6 +33,8 @@ import { compileRuntime, type Runtime } from './runtime.js';
 import { createLimit } from './reload/limit.js';
 import { track, type TrackedProvider } from './reload/track.js';
 import { createFolderWatch, foldersToWatch } from './reload/watch.js';
+import { systemClock } from './clock.js';
+import { logSigningKey } from './identity/log.js';
 
 /** Where a reload reads the configuration from. */
 export interface ConfigSource {
@@ -133,7 +135,9 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
     track(createProvider(config, { ...providerDeps, limitDiscovery, ...(onDiscoveryFailure ? { onDiscoveryFailure } : {}) }));
 
   const initial = new Map<string, Provider>(options.config.providers.map((p) => [p.name, start(p)]));
-  let runtime = compileRuntime(options.config, initial);
+  const now = () => (providerDeps.clock ?? systemClock).now();
+  let runtime = compileRuntime(options.config, initial, { nowMs: now() });
+  logSigningKey(log, undefined, runtime.identity);
   let closed = false;
   /** Providers started by the reload in progress, until it swaps them in or gives up. */
   const pending = new Set<Provider>();
@@ -290,7 +294,7 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
     }
     let compiled: Runtime;
     try {
-      compiled = compileRuntime(next, providers);
+      compiled = compileRuntime(next, providers, { previous: runtime, nowMs: now() });
     } catch (err) {
       return giveUp([{ path: '(reload)', message: `cannot compile: ${(err as Error).message}` }]);
     }
@@ -305,6 +309,7 @@ export function createLiveRuntime(options: LiveRuntimeOptions): LiveRuntime {
       retire(retired);
     }
     reloads.success.inc();
+    logSigningKey(log, previous.identity, compiled.identity);
     log.info({ added, changed, removed, unchanged: unchanged.length }, 'configuration reloaded');
     rewatch();
     return { ok: true, added, changed, removed, unchanged };

@@ -5,6 +5,7 @@
  */
 import type { Config } from './config/schema.js';
 import { createRenderer, type Renderer } from './errors.js';
+import { compileIdentity, type Identity } from './identity/mint.js';
 import { compileHeaderPlan, type HeaderPlan } from './proxy/headers.js';
 import { resourceAudience } from './proxy/policy.js';
 import type { Provider } from './provider/providers.js';
@@ -31,10 +32,19 @@ export interface Runtime {
   readonly resourceAudience: readonly string[] | undefined;
   /** Renders refusals, with `resource_metadata` in their challenges when `resource` is set. */
   readonly render: Renderer;
+  /** The signed identity token's minter and key set (`headers.identity_jwt`). */
+  readonly identity: Identity;
+}
+
+export interface CompileOptions {
+  /** The runtime this one replaces (a reload): its signing key and minted tokens may carry over. */
+  readonly previous?: Runtime | undefined;
+  /** Now (epoch milliseconds): when a replaced signing key starts its last ttl_s in the key set. */
+  readonly nowMs?: number;
 }
 
 /** `providers` holds one started provider per entry of `config.providers`. */
-export function compileRuntime(config: Config, providers: ReadonlyMap<string, Provider>): Runtime {
+export function compileRuntime(config: Config, providers: ReadonlyMap<string, Provider>, options: CompileOptions = {}): Runtime {
   const lookup = (name: string): Provider => {
     const p = providers.get(name);
     if (p === undefined) throw new Error(`provider ${name} is not started`); // load.ts checked the names
@@ -78,5 +88,10 @@ export function compileRuntime(config: Config, providers: ReadonlyMap<string, Pr
     resourceMetadata,
     resourceAudience: resourceMetadata === null ? undefined : resourceAudience(resourceMetadata.identifier),
     render: createRenderer(resourceMetadata?.url),
+    identity: compileIdentity(config.headers.identity_jwt ?? null, {
+      previous: options.previous?.identity,
+      issuers: new Map(all.map((p) => [p.name, p.issuer])),
+      nowMs: options.nowMs ?? Date.now(),
+    }),
   });
 }

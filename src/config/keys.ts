@@ -224,7 +224,8 @@ function defaultAlg(kty: string | undefined, curve: string | undefined): Signing
   return undefined;
 }
 
-function parsePrivateKey(text: string): KeyObject | undefined {
+/** A PEM private key (PKCS#8, PKCS#1 or SEC1); undefined for anything else, an encrypted PEM among them. */
+export function parsePrivateKey(text: string): KeyObject | undefined {
   if (!text.includes('-----BEGIN')) return undefined;
   try {
     return createPrivateKey({ key: text, format: 'pem' });

@@ -12,9 +12,10 @@ import { checkIntrospectRoutes } from './jwt-schema.js';
 import { readProviderKeys, resolveKeyFilePaths } from './keys.js';
 import { findShadowedRoutes } from './shadow.js';
 import { resolveSharedCacheFiles } from '../cache/shared-files.js';
-import { configSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
+import { configSchema, identityJwtSchema, providerSchema, type Config, type ProviderConfig } from './schema.js';
 import { quote, singleLine } from './text.js';
 import { parseYamlTree, RESERVED_KEYS, type YamlProblem } from './yaml.js';
+import { readSigningKey } from '../identity/keys.js';
 
 export interface Problem {
   /** `providers[1].client_secret`, `providers_dir/acme.yaml: issuer`, `TOLLGATE_UPSTREAM_URL`. */
@@ -117,12 +118,23 @@ export function validateConfig(input: Tree, options: ValidateOptions = {}): Load
   });
   resolveSharedCacheFiles(raw, baseDir, (key, message) => problems.push({ path: formatPath(['cache', 'shared', key]), message }));
 
+  const identity = isTree(raw.headers) && isTree(raw.headers.identity_jwt) ? raw.headers.identity_jwt : undefined;
+  if (identity !== undefined && typeof identity.key_file === 'string' && identity.key_file !== '') {
+    identity.key_file = path.resolve(baseDir, identity.key_file);
+  }
+
   const parsed = configSchema.safeParse(raw, { error: describeIssue });
   if (!parsed.success) {
     // A path already named (an unset variable, an unreadable file) has its problem: the schema's
     // verdict on what was left in its place would only repeat it.
     const named = new Set(problems.map((p) => p.path));
     problems.push(...toProblems(parsed.error.issues, (parts) => formatPath(parts)).filter((p) => !named.has(p.path)));
+  }
+  // The signing key is read and checked whenever its section is valid on its own.
+  const identitySettings = identity === undefined ? undefined : identityJwtSchema.safeParse(identity);
+  if (identitySettings?.success && identitySettings.data.key_file !== undefined) {
+    const settings = { ...identitySettings.data, key_file: identitySettings.data.key_file };
+    readSigningKey(settings, (key, message) => problems.push({ path: `headers.identity_jwt.${key}`, message }));
   }
   // Key files are checked for every provider that is valid on its own, even when another part is not.
   inline.forEach((p, i) => {

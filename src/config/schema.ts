@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { checkJwtProvider, jwtSchema } from './jwt-schema.js';
+import { IDENTITY_ALGS } from '../identity/keys.js';
 
 const PROVIDER_NAME = /^[a-z0-9-]{1,40}$/;
 /** RFC 9110 §5.1 field-name (token). */
@@ -236,6 +237,74 @@ export const sharedCacheSchema = z
       ctx.addIssue({ code: 'custom', path: ['ca_file'], message: 'ca_file needs a rediss:// url' });
   }, ALWAYS_FOR_OBJECTS);
 
+/** The signed identity token (README "A signed identity for the API"). */
+export const identityJwtSchema = z.strictObject({
+  header: headerName().default('X-Auth-Token').describe('Header the token travels in; Authorization sends "Bearer <jwt>"'),
+  issuer: z.string().min(1).describe('iss of the minted tokens'),
+  audience: z.string().min(1).describe('aud of the minted tokens'),
+  ttl_s: z.number().int().positive().default(60).describe("Life of a minted token; never past the access token's exp (seconds)"),
+  key_file: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('EC P-256, Ed25519 or RSA (2048 bits or more) private key, PEM or JWK; absent: generated at start'),
+  alg: z.enum(IDENTITY_ALGS).nullable().default(null).describe('JWS algorithm; default from the key (ES256, EdDSA, RS256)'),
+});
+
+/** Headers a proxy owns or the transport needs: the identity token must not travel in one of them. */
+const RESERVED_HEADERS = new Set([
+  'host',
+  'cookie',
+  'content-length',
+  'content-type',
+  'connection',
+  'keep-alive',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+]);
+
+/**
+ * The identity token's header must be its own: not a header tollgate sets for something else (it
+ * would be sent twice), and not an Authorization that the client's token is also forwarded in.
+ */
+function checkIdentityHeader(
+  h: {
+    identity_jwt?: { header?: unknown } | null;
+    claims?: Record<string, unknown> | undefined;
+    provider?: unknown;
+    claims_json?: unknown;
+    forward_authorization?: unknown;
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const header = h.identity_jwt?.header;
+  if (typeof header !== 'string') return;
+  const name = header.toLowerCase().replace(/[_.]/g, '-');
+  const at = ['identity_jwt', 'header'];
+  const problem = (message: string) => ctx.addIssue({ code: 'custom', path: at, message });
+  if (name === 'authorization' && h.forward_authorization === true) {
+    problem("Authorization carries the minted token, so the client's cannot be forwarded: set forward_authorization: false");
+  }
+  if (RESERVED_HEADERS.has(name)) problem(`${header} is not a header the token can travel in`);
+  const others = [
+    ...Object.keys(h.claims ?? DEFAULT_CLAIM_HEADERS).map((c) => [c, `claims.${c}`]),
+    [h.provider, 'provider'],
+    [h.claims_json, 'claims_json'],
+  ];
+  for (const [other, where] of others) {
+    if (typeof other === 'string' && other.toLowerCase().replace(/[_.]/g, '-') === name) {
+      problem(`collides with headers.${where as string}`);
+    }
+  }
+}
+
 export const configSchema = z
   .strictObject({
     listen: listenSchema.default('0.0.0.0:7080'),
@@ -291,8 +360,13 @@ export const configSchema = z
         claims_json: headerName().nullable().default(null).describe('base64url JSON of the whole answer'),
         strip_prefixes: z.array(headerName()).default(['X-Auth-']),
         forward_authorization: z.boolean().default(false),
+        identity_jwt: identityJwtSchema
+          .nullable()
+          .optional()
+          .describe('A signed JWT of the identity for the API; absent or null: none'),
       })
-      .default({ provider: 'X-Auth-Provider', claims_json: null, strip_prefixes: ['X-Auth-'], forward_authorization: false }),
+      .default({ provider: 'X-Auth-Provider', claims_json: null, strip_prefixes: ['X-Auth-'], forward_authorization: false })
+      .superRefine(checkIdentityHeader, ALWAYS_FOR_OBJECTS),
     access_log: z.boolean().default(true),
     resource: resourceSchema.optional().describe('Protected resource metadata (RFC 9728); absent: none is served'),
     shutdown: z

@@ -76,13 +76,14 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const host = requestHost(req.rawHeaders);
     const route = matchRoute(runtime.routes, runtime.fallback, req.method ?? '', host, target.path);
     line.route = route.index;
-    const decision = (answer: Answer | null, source: TokenSource | undefined): Decision => ({
+    const decision = (answer: Answer | null, source: TokenSource | undefined, identityToken?: string): Decision => ({
       path: source?.kind === 'query' ? target.path + queryWithoutToken(target.query) : target.path + target.query,
       headers: buildUpstreamHeaders(req, runtime.headerPlan, {
         clientAddress: req.socket.remoteAddress,
         host,
         answer,
         tokenCookie: source?.kind === 'cookie' ? source.name : undefined,
+        identityToken,
       }),
     });
     if (route.public) {
@@ -95,9 +96,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const named = runtime.providerHeader === null ? undefined : (req.headers[runtime.providerHeader] as string | undefined);
     const provider = selectProvider(route.providers, extracted.token, named);
     line.provider = provider.name;
-    const authorized = ({ answer }: Lookup): Decision => {
-      checkPolicy(answer, provider, route, clock.now() / 1000, runtime.config.clock_skew_s, runtime.resourceAudience);
-      return decision(answer, extracted.source);
+    const authorized = ({ answer }: Lookup): Decision | Promise<Decision> => {
+      const now = clock.now();
+      checkPolicy(answer, provider, route, now / 1000, runtime.config.clock_skew_s, runtime.resourceAudience);
+      // identity_jwt: a token reused with its answer comes back as is; only a new one is awaited.
+      const minted = runtime.identity.minter?.mint(answer, now);
+      if (minted instanceof Promise) return minted.then((identityToken) => decision(answer, extracted.source, identityToken));
+      return decision(answer, extracted.source, minted);
     };
     // The lookup sets line.cache as it counts it, so a failed lookup is logged as it was counted.
     const found = cache.lookup(provider, extracted.token, line, route.introspect);

@@ -27,6 +27,8 @@ export interface HeaderPlan {
   readonly providerHeader: string | null;
   readonly claimsJsonHeader: string | null;
   readonly forwardAuthorization: boolean;
+  /** Lower-cased header of the minted identity token (`identity_jwt.header`), or null. */
+  readonly identityHeader: string | null;
 }
 
 /** Lower-cased, with `_` and `.` read as `-`: how servers behind us may read a name. */
@@ -41,7 +43,10 @@ function dashed(lower: string): string {
 
 export function compileHeaderPlan(headers: Config['headers']): HeaderPlan {
   const claims = Object.entries(headers.claims ?? DEFAULT_CLAIM_HEADERS);
-  const set = [...claims.map(([h]) => h), headers.provider, headers.claims_json].filter((h): h is string => h !== null);
+  const identityHeader = headers.identity_jwt?.header ?? null;
+  const set = [...claims.map(([h]) => h), headers.provider, headers.claims_json, identityHeader].filter(
+    (h): h is string => h !== null,
+  );
   return Object.freeze({
     stripPrefixes: Object.freeze(headers.strip_prefixes.map(normalizeHeaderName)),
     stripNames: new Set(set.map(normalizeHeaderName)),
@@ -52,6 +57,7 @@ export function compileHeaderPlan(headers: Config['headers']): HeaderPlan {
     providerHeader: headers.provider?.toLowerCase() ?? null,
     claimsJsonHeader: headers.claims_json?.toLowerCase() ?? null,
     forwardAuthorization: headers.forward_authorization,
+    identityHeader: identityHeader?.toLowerCase() ?? null,
   });
 }
 
@@ -89,6 +95,8 @@ export interface ForwardContext {
   readonly answer: Answer | null;
   /** A cookie that carried the token, removed from the forwarded Cookie header. */
   readonly tokenCookie: string | undefined;
+  /** The minted identity token's header value (identity_jwt), sent in `plan.identityHeader`. */
+  readonly identityToken?: string | undefined;
 }
 
 /** The upstream request's headers as a flat [name, value, …] list (undici keeps duplicates). */
@@ -135,6 +143,7 @@ export function buildUpstreamHeaders(req: IncomingMessage, plan: HeaderPlan, ctx
   out.push('x-forwarded-proto', 'http');
   if (ctx.host !== undefined) out.push('x-forwarded-host', ctx.host);
   if (ctx.answer !== null) addIdentity(out, plan, ctx.answer);
+  if (plan.identityHeader !== null && ctx.identityToken !== undefined) out.push(plan.identityHeader, ctx.identityToken);
   return out;
 }
 

@@ -56,6 +56,12 @@ export function foldersToWatch(files: WatchedFiles): Map<string, Relevance> {
       keyFiles.set(path.dirname(file), names.add(path.basename(file)));
     }
   }
+  // The identity_jwt signing key: a changed key file is a key change (a reload).
+  const signingKeyFile = files.config.headers.identity_jwt?.key_file;
+  if (signingKeyFile !== undefined) {
+    const names = keyFiles.get(path.dirname(signingKeyFile)) ?? new Set<string>();
+    keyFiles.set(path.dirname(signingKeyFile), names.add(path.basename(signingKeyFile)));
+  }
   for (const [folder, names] of keyFiles) add(folder, (name) => names.has(name));
   return wanted;
 }

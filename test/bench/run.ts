@@ -3,7 +3,7 @@
  *
  * Processes: this one (the harness and autocannon), the backends (upstream + introspection
  * provider), the bare proxy, and tollgate as `node dist/cli.js` — two of them, the second with 100
- * providers and 50 routes for scenario (g). Each proxy has its own event loop, so neither shares
+ * providers and 50 routes for scenario (g), a third with identity_jwt on for (l). Each proxy has its own event loop, so neither shares
  * one with the load generator. Each scenario runs bare, tollgate, bare, tollgate … (BENCH_PAIRS
  * pairs of BENCH_DURATION_S seconds, BENCH_CONNECTIONS connections), after an unmeasured warm-up
  * of each; the table shows the medians of the pairs and the verdict of the budget (issue 6).
@@ -339,7 +339,7 @@ async function main(): Promise<number> {
 
   const jwtIssuer = `${providerUrl}/t/jwt`;
   const jwtRows = ['h', 'i', 'j', 'k'].some(wanted);
-  const [bareStart, tollgate, big, tollgateJwt] = await Promise.all([
+  const [bareStart, tollgate, big, tollgateJwt, identity] = await Promise.all([
     forkTs<{ url: string }>('bare-proxy.ts', {
       env: { BENCH_UPSTREAM_URL: upstreamUrl, BENCH_GC_PROBE_FILE: join(tmp, 'bare.memory.json') },
       execArgv: [...GC_PROBE, ...(settings.cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProfDir}/bare`] : [])],
@@ -382,6 +382,16 @@ async function main(): Promise<number> {
             { match: { path_prefix: '/api' }, providers: ['bench'] },
           ],
           cache,
+        })
+      : Promise.resolve(null),
+    // (l): the same as (a), and a minted identity token for the API on each request (reused with
+    // its cached answer: a hit signs nothing). The key is generated at start.
+    wanted('l')
+      ? startTollgate('tollgate-h', {
+          upstream: { url: upstreamUrl },
+          providers: [provider('bench', providerUrl)],
+          cache,
+          headers: { identity_jwt: { issuer: 'https://tollgate.bench', audience: 'bench-api' } },
         })
       : Promise.resolve(null),
   ]);
@@ -600,6 +610,23 @@ async function main(): Promise<number> {
   }
 
   if (tollgateJwt !== null) rows.push(...(await jwtScenarios(B, tollgateJwt, jwtIssuer, token, wanted)));
+  if (identity !== null) {
+    // Three sides in turn, as (g): bare, tollgate as in (a), tollgate with identity_jwt on.
+    const H: Side = { target: identity, status: 200 };
+    const { runs, problems } = await alternate([B, T, H], () => ({ path: PATH, headers: authorization(token) }));
+    const vsA = median(runs[2]!.map((r) => r.rps)) / median(runs[1]!.map((r) => r.rps));
+    const cpuVsA = median(runs[2]!.map((r) => r.cpuUs)) / median(runs[1]!.map((r) => r.cpuUs));
+    rows.push({
+      id: 'l',
+      title: 'identity_jwt on, one token, cache hit',
+      bare: runs[0]!,
+      tollgate: runs[2]!,
+      note:
+        `÷ (a) in the same turns: ${vsA.toFixed(3)} req/s, ${cpuVsA.toFixed(3)} CPU/req ` +
+        `(a: ${Math.round(median(runs[1]!.map((r) => r.rps)))} req/s, ${Math.round(median(runs[1]!.map((r) => r.cpuUs)))} µs CPU/req)`,
+      verdict: judge(runs[0]!, runs[2]!, {}, problems, [{ ok: vsA >= 0.95, text: '≥ 0.95 × (a)' }]),
+    });
+  }
 
   await stopAll();
   const totalS = (Date.now() - startedAt) / 1000;
