@@ -72,9 +72,9 @@ t.test('every problem of the block at once, and unknown keys', async (t) => {
     documentation: 'not a url',
     scope: ['typo'],
   });
+  // One problem per path (the loader words one message for each), the identifier's first.
   t.same(problems.map((p) => p.path).sort(), [
     'resource.documentation',
-    'resource.identifier',
     'resource.identifier',
     'resource.scope',
     'resource.scopes_supported[1]',
