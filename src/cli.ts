@@ -3,15 +3,10 @@
  * `tollgate [--config FILE]` and `tollgate check-config [--config FILE] [--discover]` (SPEC §1).
  * The only place that prints to the terminal directly and the only process.exit.
  */
-import './v8-flags.js'; // first: before any other module allocates
+import { releaseEarlySignals } from './early-signals.js'; // first: signals honoured from the start
+import './v8-flags.js'; // before any other module allocates
 import { parseArgs } from 'node:util';
-import { startApp } from './app.js';
-import { formatProblems, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { runUntilSignalled } from './lifecycle.js';
-import { createLogger } from './observability/log.js';
-import { fileSource } from './reload.js';
-import { describeFailure, discoverOnce } from './proxy/providers.js';
 
 const USAGE = `Usage:
   tollgate [--config FILE]                        run the proxy (or TOLLGATE_CONFIG=FILE; none: zero-file mode)
@@ -49,6 +44,16 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
 
+  // tollgate's modules are loaded only now, with SIGTERM already handled: statically imported, they
+  // would all load before any code of this file runs (about 0.1–0.3 s with the signal lost).
+  const [{ startApp }, { formatProblems, loadConfig }, { runUntilSignalled }, { createLogger }, { fileSource }] =
+    await Promise.all([
+      import('./app.js'),
+      import('./config/load.js'),
+      import('./lifecycle.js'),
+      import('./observability/log.js'),
+      import('./reload.js'),
+    ]);
   const result = loadConfig({ configPath: values.config });
   if (!result.ok) {
     process.stderr.write(
@@ -61,7 +66,9 @@ async function main(argv: string[]): Promise<number> {
 
   const logger = createLogger({ level: process.env.TOLLGATE_LOG_LEVEL || 'info' });
   const app = await startApp({ config, logger, source: fileSource({ configPath: values.config }) });
-  const code = await runUntilSignalled(app, config).stopped;
+  const lifecycle = runUntilSignalled(app, config);
+  releaseEarlySignals();
+  const code = await lifecycle.stopped;
   // Lines are written asynchronously: flush them before the process ends, so 'stopped' is never lost.
   await new Promise<void>((resolve) => logger.flush(() => resolve()));
   return code;
@@ -76,6 +83,7 @@ async function checkConfig(config: Config, discover: boolean): Promise<number> {
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   if (!discover) return 0;
+  const { describeFailure, discoverOnce } = await import('./proxy/providers.js');
   let failed = 0;
   for (const provider of config.providers) {
     try {
