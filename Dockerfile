@@ -1,10 +1,10 @@
-# syntax=docker/dockerfile:1
 # tollgate's image (SPEC §8). Build: docker build -t tollgate .
 # Run:   docker run --rm -p 7080:7080 -p 7081:7081 -v "$PWD/tollgate.yaml:/etc/tollgate/tollgate.yaml:ro" \
 #          -e TOLLGATE_CONFIG=/etc/tollgate/tollgate.yaml tollgate
-# No --init is needed: tollgate is PID 1 and installs its own SIGTERM/SIGINT handlers (PID 1 gets
-# no default signal action, so without them `docker stop` would wait for SIGKILL); it starts no
-# child processes, so there are no zombies to reap.
+# No --init is needed: tollgate is PID 1 and installs its own SIGTERM/SIGINT handlers before its
+# modules load (PID 1 gets no default signal action, so without them `docker stop` would wait for
+# SIGKILL); it starts no child processes, so there are no zombies to reap.
+# No `# syntax=` line: it would make every BuildKit build contact Docker Hub for the frontend.
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
@@ -24,11 +24,12 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # npm is needed for this one install only: remove it (and corepack/yarn) so the image carries no
 # package manager. Files stay owned by root, so the running user cannot change them.
+# npm also leaves Node's module compile cache in /tmp (root's, useless to uid 10001).
 RUN npm ci --omit=dev --no-audit --no-fund \
  && npm cache clean --force \
  && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
            /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack /opt/yarn-* \
-           /usr/local/bin/yarn /usr/local/bin/yarnpkg /root/.npm
+           /usr/local/bin/yarn /usr/local/bin/yarnpkg /root/.npm /tmp/node-compile-cache /tmp/*
 COPY --from=build /app/dist ./dist
 # A numeric user, so Kubernetes' runAsNonRoot can verify it without a passwd lookup.
 USER 10001:10001
