@@ -129,14 +129,12 @@ checksum/secret: {{ toYaml .Values.secrets.create | sha256sum }}
 {{- end }}
 
 {{/*
-The tollgate container, for this chart's Deployment and for another chart's pod:
-
-  containers:
-    {{- include "tollgate.sidecar" (dict "Values" .Values.tollgate "Release" .Release "Chart" .Chart) | nindent 4 }}
-  volumes:
-    {{- include "tollgate.volumes" (dict "Values" .Values.tollgate "Release" .Release "Chart" .Chart) | nindent 4 }}
-
-Set tollgate.image.tag there: the tag defaults to .Chart.AppVersion, which is then the includer's.
+The tollgate container, for this chart's Deployment and for another chart's pod (README, "In a
+chart of your own"): under `containers`, or under `initContainers` when nativeSidecar is true
+(it then carries restartPolicy: Always, which only an init container may have). Another chart
+also takes tollgate.volumes, tollgate.podAnnotations, tollgate.terminationGracePeriodSeconds and
+tollgate.apiLifecycle. Set tollgate.image.tag there: the tag defaults to .Chart.AppVersion, which
+is then the includer's.
 */}}
 {{- define "tollgate.sidecar" -}}
 - name: tollgate
@@ -206,6 +204,26 @@ Set tollgate.image.tag there: the tag defaults to .Chart.AppVersion, which is th
 {{- end }}
 {{- end }}
 
+{{/*
+The API container's `lifecycle`: a preStop that keeps it up while tollgate drains (requests
+tollgate still forwards during shutdown.drain_delay_s need the API). For this chart's API
+container and for another chart's, inside its container:
+  {{- include "tollgate.apiLifecycle" (dict "Values" .Values.tollgate "Release" .Release "Chart" .Chart) | nindent 10 }}
+*/}}
+{{- define "tollgate.apiLifecycle" -}}
+{{- if ne .Values.api.preStop.mode "none" }}
+lifecycle:
+  preStop:
+    {{- if eq .Values.api.preStop.mode "exec" }}
+    exec:
+      command: ["sleep", "{{ include "tollgate.apiPreStopSeconds" . }}"]
+    {{- else }}
+    sleep:
+      seconds: {{ include "tollgate.apiPreStopSeconds" . }}
+    {{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The user's API container. */}}
 {{- define "tollgate.apiContainer" -}}
 - name: {{ .Values.api.name }}
@@ -232,17 +250,7 @@ Set tollgate.image.tag there: the tag defaults to .Chart.AppVersion, which is th
   readinessProbe:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if ne .Values.api.preStop.mode "none" }}
-  lifecycle:
-    preStop:
-      {{- if eq .Values.api.preStop.mode "exec" }}
-      exec:
-        command: ["sleep", "{{ include "tollgate.apiPreStopSeconds" . }}"]
-      {{- else }}
-      sleep:
-        seconds: {{ include "tollgate.apiPreStopSeconds" . }}
-      {{- end }}
-  {{- end }}
+  {{- include "tollgate.apiLifecycle" . | nindent 2 }}
   {{- with .Values.api.resources }}
   resources:
     {{- toYaml . | nindent 4 }}

@@ -50,10 +50,16 @@ trap 'rm -rf "$ctx"' EXIT
   ln -s ../lib/node_modules/corepack/dist/corepack.js usr/local/bin/corepack
   rm -f ./*.tgz
   cp "$rootfs_tar" rootfs.tar
+  # This machine's CA bundle, for npm inside the build: the registry may be reached through a
+  # TLS-inspecting proxy whose CA only the machine trusts (as a company's own base image would).
+  mkdir -p etc/ssl/certs usr/local/etc
+  cp /etc/ssl/certs/ca-certificates.crt etc/ssl/certs/ca-certificates.crt
+  printf 'cafile=/etc/ssl/certs/ca-certificates.crt\n' >usr/local/etc/npmrc
   cat >Dockerfile <<'DOCKERFILE'
 FROM scratch
 ADD rootfs.tar /
 COPY usr /usr
+COPY etc /etc
 # As the official image: a `node` user (uid 1000), node on PATH.
 RUN groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/bash --create-home node
 ENV NODE_VERSION=24 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
