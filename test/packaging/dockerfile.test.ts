@@ -182,3 +182,12 @@ t.test('.dockerignore: the context holds what the Dockerfile copies, and nothing
     t.ok(ignored(rules, kept), `${kept} stays out of the context`);
   }
 });
+
+t.test('nothing that makes a build contact Docker Hub for nothing, nothing left in /tmp', async (t) => {
+  const text = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+  t.notMatch(text, /^#\s*syntax=/m, 'no `# syntax=` line: BuildKit would fetch that frontend on every build');
+  t.ok(
+    runs(final).some((r) => /\bnpm ci\b/.test(r) && /rm -rf [^&]*\/tmp\/node-compile-cache/.test(r)),
+    "the install's compile cache is removed in the layer that made it",
+  );
+});
