@@ -1,9 +1,13 @@
 # tollgate's image (SPEC §8). Build: docker build -t tollgate .
 # Run:   docker run --rm -p 7080:7080 -p 7081:7081 -v "$PWD/tollgate.yaml:/etc/tollgate/tollgate.yaml:ro" \
 #          -e TOLLGATE_CONFIG=/etc/tollgate/tollgate.yaml tollgate
-# No --init is needed: tollgate is PID 1 and installs its own SIGTERM/SIGINT handlers before its
-# modules load (PID 1 gets no default signal action, so without them `docker stop` would wait for
-# SIGKILL); it starts no child processes, so there are no zombies to reap.
+# PID 1 is tini (Debian's package), which hands every signal to node: PID 1 gets no default signal
+# action, so while node itself starts — before any JavaScript can install a handler, tens to
+# hundreds of milliseconds — a SIGTERM sent to node as PID 1 is lost, and `docker stop` or a pod
+# deleted that early waits its whole timeout for SIGKILL (exit 137). Under tini such a SIGTERM
+# ends node by its default action, and `-e 143` reports that as the clean exit it is (0); from
+# the moment tollgate's handlers are in place (before its modules load) it exits 0 itself.
+# No --init is needed in `docker run`.
 # No `# syntax=` line: it would make every BuildKit build contact Docker Hub for the frontend.
 
 ARG NODE_IMAGE=node:24-bookworm-slim
@@ -20,6 +24,9 @@ RUN npm run build
 # 2. Runtime: production dependencies only, the compiled code, a non-root numeric user.
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
 WORKDIR /app
 COPY package.json package-lock.json ./
 # npm is needed for this one install only: remove it (and corepack/yarn) so the image carries no
@@ -36,5 +43,5 @@ USER 10001:10001
 # 7080: the proxy (TOLLGATE_LISTEN); 7081: /metrics, /healthz, /readyz (TOLLGATE_ADMIN_LISTEN).
 EXPOSE 7080 7081
 STOPSIGNAL SIGTERM
-# Exec form: node itself is PID 1 and receives SIGTERM directly (no shell in between).
-ENTRYPOINT ["node", "dist/cli.js"]
+# Exec form, no shell in between: tini is PID 1 and forwards every signal (SIGHUP too) to node.
+ENTRYPOINT ["/usr/bin/tini", "-e", "143", "--", "node", "dist/cli.js"]

@@ -1,10 +1,11 @@
 /**
  * SIGTERM and SIGINT honoured from the process's first instant (SPEC §7). cli.ts imports this
  * module before any other, so its handlers are in place before the rest of tollgate is even
- * evaluated, and long before the listeners open or providers are discovered. In a container node
- * is PID 1, which gets no default signal action: without a handler a `docker stop` or a pod
- * deleted while tollgate starts waits its whole timeout and ends in SIGKILL (exit 137). Until
- * the listeners are open nothing has been accepted, so there is nothing to drain: exit 0 at once.
+ * evaluated, and long before the listeners open or providers are discovered: until then a SIGTERM
+ * killed the process by its default action, or — as a container's PID 1, which gets no default
+ * signal action — was lost, and `docker stop` or a pod deleted while tollgate started waited its
+ * whole timeout for SIGKILL (exit 137). Until the listeners are open nothing has been accepted,
+ * so there is nothing to drain: exit 0 at once.
  * Once they are open, lifecycle.ts takes over and `releaseEarlySignals()` removes these.
  */
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;

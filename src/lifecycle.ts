@@ -7,9 +7,8 @@
  *          ── exit 0
  *
  * Kubernetes removes the pod's endpoint while `drain_delay_s` runs, so requests that still arrive
- * are served. A second signal stops at once: whoever sends it has stopped waiting. tollgate is
- * its container's PID 1 in the image; these handlers are what makes it answer SIGTERM at all
- * (PID 1 gets no default signal action), so no init process is needed.
+ * are served. A second signal stops at once: whoever sends it has stopped waiting. In the image
+ * tini is PID 1 and forwards every signal here (the Dockerfile says why).
  *
  * SIGHUP reloads the configuration (reload.ts logs and counts the result). Signals that come
  * before the listeners are open are early-signals.ts's.

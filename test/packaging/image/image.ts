@@ -32,6 +32,7 @@ const LOAD_CLIENT = path.join(ROOT, 'test/helpers/load-client.ts');
 const CONNECTION_ERRORS = ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET'];
 /** `docker stop`'s timeout here: what Kubernetes' grace period is for the pod. */
 const GRACE_S = 30;
+const SECRET = { 'acme-secret': 'tollgate-secret\n' };
 
 async function docker(args: string[], timeoutMs = 60_000): Promise<string> {
   const { stdout } = await run('docker', args, {
@@ -90,7 +91,7 @@ interface Started {
 
 let counter = 0;
 /** Runs the image as Kubernetes would (the chart's securityContext), with a config in a read-only mount. */
-async function runImage(t: Test, config: Record<string, unknown>): Promise<Started> {
+async function runImage(t: Test, config: Record<string, unknown>, files: Record<string, string> = {}): Promise<Started> {
   const name = `tollgate-image-test-${process.pid}-${++counter}`;
   const [proxyPort, adminPort] = [await freePort(), await freePort()];
   const configDir = t.testdir({});
@@ -98,6 +99,7 @@ async function runImage(t: Test, config: Record<string, unknown>): Promise<Start
     path.join(configDir, 'tollgate.yaml'),
     stringify({ listen: `127.0.0.1:${proxyPort}`, admin_listen: `127.0.0.1:${adminPort}`, ...config }),
   );
+  for (const [file, text] of Object.entries(files)) writeFileSync(path.join(configDir, file), text);
   t.teardown(() => void spawnSync('docker', ['rm', '-f', name], { stdio: 'ignore' }));
   await docker([
     'run', '-d', '--name', name, '--network', 'host',
@@ -147,6 +149,14 @@ t.before(async () => {
 let op: OidcProvider;
 let upstream: RecordingUpstream;
 let providers: Record<string, unknown>[];
+t.before(async () => {
+  op = await startOidcProvider();
+  upstream = await startUpstream();
+  providers = [{ name: 'acme', issuer: op.issuer, client_id: 'tollgate', client_secret_file: '/etc/tollgate/acme-secret' }];
+});
+t.teardown(async () => {
+  await Promise.all([op?.close(), upstream?.close()]);
+});
 
 t.test('the image builds', async (t) => {
   const base = await chooseBase(t);
@@ -164,6 +174,11 @@ t.test('the image builds', async (t) => {
     `image ${IMAGE}: ${(size / 1e6).toFixed(1)} MB (base ${base}: ${(baseSize / 1e6).toFixed(1)} MB, tollgate adds ${((size - baseSize) / 1e6).toFixed(1)} MB); built in ${((Date.now() - start) / 1000).toFixed(0)} s`,
   );
   t.equal(await docker(['image', 'inspect', '-f', '{{.Config.User}}', IMAGE]), '10001:10001', 'runs as uid 10001');
+  t.match(
+    await docker(['image', 'inspect', '-f', '{{json .Config.Entrypoint}}', IMAGE]),
+    /^\["\/usr\/bin\/tini",/,
+    'tini is PID 1',
+  );
 });
 
 t.test('no package manager, dev dependency or compile cache in the image', async (t) => {
@@ -215,13 +230,11 @@ t.test('no package manager, dev dependency or compile cache in the image', async
 });
 
 t.test('against a real provider and upstream: 401/200, identity headers, probes, metrics, reload by SIGHUP', async (t) => {
-  op = await startOidcProvider();
-  t.teardown(() => op.close());
-  upstream = await startUpstream();
-  t.teardown(() => upstream.close());
-  providers = [{ name: 'acme', issuer: op.issuer, client_id: 'tollgate', client_secret_file: '/etc/tollgate/acme-secret' }];
-  const c = await runImage(t, { upstream: { url: upstream.url }, providers, shutdown: { drain_delay_s: 1, timeout_s: 5 } });
-  writeFileSync(path.join(c.configDir, 'acme-secret'), 'tollgate-secret\n');
+  const c = await runImage(
+    t,
+    { upstream: { url: upstream.url }, providers, shutdown: { drain_delay_s: 1, timeout_s: 5 } },
+    SECRET,
+  );
   await until(async () => (await status(`${c.adminUrl}/readyz`)) === 200, '/readyz 200 from the container', 60_000);
   t.equal(await status(`${c.adminUrl}/healthz`), 200, '/healthz');
 
@@ -267,8 +280,11 @@ t.test('against a real provider and upstream: 401/200, identity headers, probes,
 });
 
 t.test('docker stop at +0 s: exit 0 at once', async (t) => {
-  const c = await runImage(t, { upstream: { url: upstream.url }, providers, shutdown: { drain_delay_s: 5, timeout_s: 25 } });
-  writeFileSync(path.join(c.configDir, 'acme-secret'), 'tollgate-secret\n');
+  const c = await runImage(
+    t,
+    { upstream: { url: upstream.url }, providers, shutdown: { drain_delay_s: 5, timeout_s: 25 } },
+    SECRET,
+  );
   const stopped = await stop(c);
   t.equal(stopped.code, 0, 'exit 0 (not 137: the signal was not lost)');
   t.ok(stopped.seconds < 10, `stopped in ${stopped.seconds.toFixed(1)} s of a ${GRACE_S} s grace period`);
@@ -297,8 +313,11 @@ t.test('docker stop during discovery: exit 0 without waiting for the drain delay
 });
 
 t.test('docker stop under load: nothing accepted is lost, exit 0 inside the grace period', async (t) => {
-  const c = await runImage(t, { upstream: { url: upstream.url }, providers, shutdown: { drain_delay_s: 2, timeout_s: 5 } });
-  writeFileSync(path.join(c.configDir, 'acme-secret'), 'tollgate-secret\n');
+  const c = await runImage(
+    t,
+    { upstream: { url: upstream.url }, providers, shutdown: { drain_delay_s: 2, timeout_s: 5 } },
+    SECRET,
+  );
   await until(async () => (await status(`${c.adminUrl}/readyz`)) === 200, '/readyz 200', 60_000);
   const token = await op.mintToken();
   const before = upstream.requests.length;
