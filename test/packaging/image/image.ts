@@ -266,11 +266,14 @@ t.test('against a real provider and upstream: 401/200, identity headers, probes,
   );
   await docker(['kill', '-s', 'HUP', c.name]);
   await until(async () => (await status(`${c.proxyUrl}/open/x`)) === 200, 'the reloaded public route', 30_000);
-  const lines = await c.logs();
-  t.ok(
-    lines.some((l) => l.msg === 'reloading the configuration' && l.signal === 'SIGHUP'),
-    'SIGHUP reloaded',
+  // Log lines are written in batches (up to 100 ms): wait for the SIGHUP's.
+  await until(
+    async () => (await c.logs()).some((l) => l.msg === 'reloading the configuration' && l.signal === 'SIGHUP'),
+    'the log line of the reload by SIGHUP',
+    10_000,
   );
+  t.pass('SIGHUP reloaded');
+  const lines = await c.logs();
   t.match((await request(`${c.adminUrl}/metrics`)).text, /tollgate_config_reloads_total\{result="success"\} [1-9]/);
   t.notOk(JSON.stringify(lines).includes(token), 'the token is in no log line');
   t.notOk(JSON.stringify(lines).includes('tollgate-secret'), 'nor the client secret');
