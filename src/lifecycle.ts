@@ -7,11 +7,11 @@
  *          ── exit 0
  *
  * Kubernetes removes the pod's endpoint while `drain_delay_s` runs, so requests that still arrive
- * are served. A second signal stops at once: whoever sends it has stopped waiting. tollgate is
- * its container's PID 1 in the image; these handlers are what makes it answer SIGTERM at all
- * (PID 1 gets no default signal action), so no init process is needed.
+ * are served. A second signal stops at once: whoever sends it has stopped waiting. In the image
+ * tini is PID 1 and forwards every signal here (the Dockerfile says why).
  *
- * SIGHUP reloads the configuration (reload.ts logs and counts the result).
+ * SIGHUP reloads the configuration (reload.ts logs and counts the result). Signals that come
+ * before the listeners are open are early-signals.ts's.
  */
 import type { App } from './app.js';
 import type { Config } from './config/schema.js';
@@ -55,6 +55,11 @@ export function runUntilSignalled(app: App, config: Config, options: LifecycleOp
       },
     );
 
+  let everReady = app.isReady();
+  app.whenReady().then(
+    () => (everReady = true),
+    () => undefined,
+  );
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) {
       app.logger.warn({ signal }, 'second signal: stopping now, in-flight requests cut');
@@ -64,11 +69,14 @@ export function runUntilSignalled(app: App, config: Config, options: LifecycleOp
     }
     signalled = true;
     app.startDraining();
-    app.logger.info({ signal, drain_delay_s, timeout_s }, 'draining: not ready, still serving');
+    // A pod that was never ready was never an endpoint: no one must be given time to stop sending
+    // to it (a pod deleted during discovery stops at once, not after the drain delay).
+    const delayS = everReady ? drain_delay_s : 0;
+    app.logger.info({ signal, drain_delay_s: delayS, timeout_s }, 'draining: not ready, still serving');
     drainTimer = setTimeout(() => {
       app.logger.info({ timeout_s }, 'closing the listener: waiting for in-flight requests');
       void closeAndExit(timeout_s * 1000);
-    }, drain_delay_s * 1000);
+    }, delayS * 1000);
   };
 
   // Never removed: a signal in the moment between "stopped" and the exit must not kill the

@@ -1,6 +1,6 @@
 /**
- * V8 settings of the tollgate process, applied before any other module loads (cli.ts imports this
- * first).
+ * V8 settings of the tollgate process, applied before tollgate's other modules load (cli.ts imports
+ * this right after early-signals.ts, which allocates next to nothing).
  *
  * `--no-allocation-site-pretenuring`: V8 watches which allocation sites' objects survive young
  * collections and, past a threshold, allocates that site's objects directly in the old generation.

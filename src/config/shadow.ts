@@ -4,6 +4,7 @@
  * methods. A dead route is a configuration mistake that silently disables a check — often the
  * scopes of a narrower route written after a broader one — so it is reported like a typo.
  */
+import { pathPrefixCovers } from '../proxy/routes.js';
 import type { Problem } from './load.js';
 import type { RouteConfig } from './schema.js';
 
@@ -12,18 +13,9 @@ type Match = RouteConfig['match'];
 /** Does `earlier` take every request `later` would (host and path; methods are counted apart)? */
 function coversHostAndPath(earlier: Match, later: Match): boolean {
   if (earlier.host !== undefined && earlier.host.toLowerCase() !== later.host?.toLowerCase()) return false;
-  if (earlier.path_prefix !== undefined && !coversPrefix(earlier.path_prefix, later.path_prefix ?? '')) return false;
+  // A prefix that covers the later prefix covers every path the later one does (segment-bounded).
+  if (earlier.path_prefix !== undefined && !pathPrefixCovers(earlier.path_prefix, later.path_prefix ?? '')) return false;
   return true;
-}
-
-/**
- * Does every path `later` matches start with `earlier` as whole segments? Whole segments, so the
- * verdict holds whether prefixes match as plain strings or by segment (`/health` does not cover
- * `/healthcare` then): a route is never called dead when it can match.
- */
-function coversPrefix(earlier: string, later: string): boolean {
-  if (!later.startsWith(earlier)) return false;
-  return earlier.endsWith('/') || later.length === earlier.length || later[earlier.length] === '/';
 }
 
 export function findShadowedRoutes(routes: readonly RouteConfig[]): Problem[] {

@@ -182,9 +182,23 @@ function hostIndexOf<A>(routes: readonly CompiledRoute<A>[]): HostIndex<A> | und
 }
 
 /**
- * First match wins. `path_prefix` is a plain string prefix, as in Envoy: `/admin` also covers
- * `/admin;x` and `/administrators`, which errs on the side of protecting more. `hostHeader` is the
- * request's Host as received; a route's host is compared with it as `hostOf` reads it.
+ * Does `path_prefix` cover `path`, segment by segment (as Kubernetes Ingress `pathType: Prefix`)?
+ * `/health` covers `/health`, `/health/` and `/health/live`, never `/healthcare` or
+ * `/health-admin`: a character prefix made those public beside a public `/health`. A prefix that
+ * ends in `/` covers whatever starts with it. `;` also ends the segment: servers that read
+ * `;jsessionid=…` as a parameter of the segment (Tomcat, Spring) serve `/admin;x` as `/admin`, so
+ * a route on `/admin` must judge it too.
+ */
+export function pathPrefixCovers(prefix: string, path: string): boolean {
+  if (!path.startsWith(prefix)) return false;
+  if (path.length === prefix.length || prefix.endsWith('/')) return true;
+  const next = path.charCodeAt(prefix.length);
+  return next === 0x2f /* / */ || next === 0x3b; /* ; */
+}
+
+/**
+ * First match wins. `hostHeader` is the request's Host as received; a route's host is compared
+ * with it as `hostOf` reads it.
  */
 export function matchRoute<A>(
   routes: readonly CompiledRoute<A>[],
@@ -199,7 +213,7 @@ export function matchRoute<A>(
   const candidates = index === undefined ? routes : (index.byHost.get(host) ?? index.anyHost);
   for (const route of candidates) {
     if (route.host !== undefined && route.host !== host) continue;
-    if (route.pathPrefix !== undefined && !path.startsWith(route.pathPrefix)) continue;
+    if (route.pathPrefix !== undefined && !pathPrefixCovers(route.pathPrefix, path)) continue;
     if (route.methods !== undefined && !route.methods.has(method)) continue;
     return route;
   }

@@ -1,7 +1,7 @@
 /**
  * SPEC §8's image rules, read from the Dockerfile (no Docker engine runs here): multi-stage, the
  * build with every dependency, the final stage with production dependencies only on a Node.js 24
- * slim or distroless base, a non-root numeric user, an exec-form entrypoint that makes node PID 1,
+ * slim or distroless base, a non-root numeric user, an exec-form entrypoint with tini as PID 1,
  * both ports exposed; and a .dockerignore that keeps everything but the sources out of the context.
  */
 import { readFileSync } from 'node:fs';
@@ -110,19 +110,32 @@ t.test('runs as a non-root numeric user', async (t) => {
   );
 });
 
-t.test('exec-form entrypoint: node is PID 1 and gets SIGTERM itself', async (t) => {
+t.test('exec-form entrypoint: tini as PID 1 forwards every signal to node; a SIGTERM exit is 0', async (t) => {
   const entrypoint = final.body.filter((i) => i.op === 'ENTRYPOINT').at(-1);
   t.ok(entrypoint, 'an ENTRYPOINT');
-  t.same(JSON.parse(entrypoint!.args), ['node', 'dist/cli.js'], 'exec form (JSON array), no shell in between');
+  // PID 1 ignores a signal it has no handler for: node as PID 1 lost a SIGTERM sent while it started.
+  t.same(
+    JSON.parse(entrypoint!.args),
+    ['/usr/bin/tini', '-e', '143', '--', 'node', 'dist/cli.js'],
+    'exec form (JSON array), no shell; exit 143 (killed by SIGTERM before a handler existed) reported as 0',
+  );
+  t.ok(
+    runs(build).some((r) => /apt-get install -y --no-install-recommends tini\b/.test(r)),
+    "tini from Debian's packages, installed in the build stage (apt's lists stay out of the image)",
+  );
+  t.ok(
+    final.body.some((i) => i.op === 'COPY' && i.args === `--from=${build.name} /usr/bin/tini-static /usr/bin/tini`),
+    'the final stage takes the static tini alone',
+  );
+  t.notOk(
+    runs(final).some((r) => /apt-get/.test(r)),
+    'no apt in the final stage',
+  );
   const cmd = final.body.filter((i) => i.op === 'CMD').at(-1);
   if (cmd) t.ok(cmd.args.startsWith('['), 'a CMD, if any, is exec form too');
   else t.pass('no CMD: arguments come from `docker run` or the pod spec');
   const stop = final.body.find((i) => i.op === 'STOPSIGNAL');
   t.ok(stop === undefined || stop.args === 'SIGTERM', 'the stop signal is SIGTERM');
-  t.notOk(
-    final.body.some((i) => i.op === 'RUN' && /tini|dumb-init/.test(i.args)),
-    'no init wrapper: tollgate handles its signals and starts no children',
-  );
 });
 
 t.test('both ports exposed', async (t) => {
@@ -181,4 +194,13 @@ t.test('.dockerignore: the context holds what the Dockerfile copies, and nothing
   ]) {
     t.ok(ignored(rules, kept), `${kept} stays out of the context`);
   }
+});
+
+t.test('nothing that makes a build contact Docker Hub for nothing, nothing left in /tmp', async (t) => {
+  const text = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+  t.notMatch(text, /^#\s*syntax=/m, 'no `# syntax=` line: BuildKit would fetch that frontend on every build');
+  t.ok(
+    runs(final).some((r) => /\bnpm ci\b/.test(r) && /rm -rf [^&]*\/tmp\/node-compile-cache/.test(r)),
+    "the install's compile cache is removed in the layer that made it",
+  );
 });

@@ -29,6 +29,38 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "tollgate.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- .Values.serviceAccount.name | default (include "tollgate.fullname" .) }}
+{{- else }}
+{{- .Values.serviceAccount.name | default "default" }}
+{{- end }}
+{{- end }}
+
+{{/*
+What has no sensible default fails the install with a message, instead of deploying a pod that
+cannot start. Included by configmap.yaml, which every use of the chart renders.
+*/}}
+{{- define "tollgate.validate" -}}
+{{- $config := .Values.config | default dict }}
+{{- $_ := required "image.repository is required: build tollgate's image from the repository's Dockerfile, push it, and name it here" .Values.image.repository }}
+{{- if .Values.workload.enabled }}
+{{- $_ := required "api.image.repository is required: the image of the API that tollgate protects" .Values.api.image.repository }}
+{{- $_ := required "api.image.tag is required: the tag of the API's image" .Values.api.image.tag }}
+{{- end }}
+{{- if not (or $config.providers $config.providers_dir) }}
+{{- fail "config.providers is required: at least one provider (name, issuer, client_id, client_secret_file); see examples/ and README" }}
+{{- end }}
+{{- if and (contains (printf "%s/" .Values.secrets.mountPath) (toYaml $config)) (not (or .Values.secrets.existingSecret .Values.secrets.create)) }}
+{{- fail (printf "config reads files under %s, but no Secret is mounted there: set secrets.existingSecret (or secrets.create)" .Values.secrets.mountPath) }}
+{{- end }}
+{{- if hasKey $config "listen" }}{{ fail "config.listen is set by the chart from ports.proxy: remove it" }}{{ end }}
+{{- if hasKey $config "admin_listen" }}{{ fail "config.admin_listen is set by the chart from ports.admin: remove it" }}{{ end }}
+{{- if and .Values.workload.enabled (eq .Values.api.preStop.mode "sleep") .Capabilities (semverCompare "<1.30-0" .Capabilities.KubeVersion.Version) }}
+{{- fail (printf "api.preStop.mode sleep needs Kubernetes 1.30+ (this is %s): set api.preStop.mode to exec (the API image needs a sleep binary) or none" .Capabilities.KubeVersion.Version) }}
+{{- end }}
+{{- end }}
+
 {{- define "tollgate.secretName" -}}
 {{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "tollgate.fullname" .)) }}
 {{- end }}
@@ -109,14 +141,12 @@ checksum/secret: {{ toYaml .Values.secrets.create | sha256sum }}
 {{- end }}
 
 {{/*
-The tollgate container, for this chart's Deployment and for another chart's pod:
-
-  containers:
-    {{- include "tollgate.sidecar" (dict "Values" .Values.tollgate "Release" .Release "Chart" .Chart) | nindent 4 }}
-  volumes:
-    {{- include "tollgate.volumes" (dict "Values" .Values.tollgate "Release" .Release "Chart" .Chart) | nindent 4 }}
-
-Set tollgate.image.tag there: the tag defaults to .Chart.AppVersion, which is then the includer's.
+The tollgate container, for this chart's Deployment and for another chart's pod (README, "In a
+chart of your own"): under `containers`, or under `initContainers` when nativeSidecar is true
+(it then carries restartPolicy: Always, which only an init container may have). Another chart
+also takes tollgate.volumes, tollgate.podAnnotations, tollgate.terminationGracePeriodSeconds and
+tollgate.apiLifecycle. Set tollgate.image.tag there: the tag defaults to .Chart.AppVersion, which
+is then the includer's.
 */}}
 {{- define "tollgate.sidecar" -}}
 - name: tollgate
@@ -143,13 +173,13 @@ Set tollgate.image.tag there: the tag defaults to .Chart.AppVersion, which is th
   # No preStop: on SIGTERM tollgate itself turns /readyz to 503 and keeps serving for
   # shutdown.drain_delay_s, which is what a preStop sleep would do.
   startupProbe:
-    httpGet: { path: /healthz, port: admin }
+    httpGet: { path: /healthz, port: {{ .Values.ports.admin }} }
     {{- toYaml .Values.probes.startup | nindent 4 }}
   livenessProbe:
-    httpGet: { path: /healthz, port: admin }
+    httpGet: { path: /healthz, port: {{ .Values.ports.admin }} }
     {{- toYaml .Values.probes.liveness | nindent 4 }}
   readinessProbe:
-    httpGet: { path: /readyz, port: admin }
+    httpGet: { path: /readyz, port: {{ .Values.ports.admin }} }
     {{- toYaml .Values.probes.readiness | nindent 4 }}
   resources:
     {{- toYaml .Values.resources | nindent 4 }}
@@ -199,6 +229,26 @@ Set tollgate.image.tag there: the tag defaults to .Chart.AppVersion, which is th
 {{- end }}
 {{- end }}
 
+{{/*
+The API container's `lifecycle`: a preStop that keeps it up while tollgate drains (requests
+tollgate still forwards during shutdown.drain_delay_s need the API). For this chart's API
+container and for another chart's, inside its container:
+  {{- include "tollgate.apiLifecycle" (dict "Values" .Values.tollgate "Release" .Release "Chart" .Chart) | nindent 10 }}
+*/}}
+{{- define "tollgate.apiLifecycle" -}}
+{{- if ne .Values.api.preStop.mode "none" }}
+lifecycle:
+  preStop:
+    {{- if eq .Values.api.preStop.mode "exec" }}
+    exec:
+      command: ["sleep", "{{ include "tollgate.apiPreStopSeconds" . }}"]
+    {{- else }}
+    sleep:
+      seconds: {{ include "tollgate.apiPreStopSeconds" . }}
+    {{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The user's API container. */}}
 {{- define "tollgate.apiContainer" -}}
 - name: {{ .Values.api.name }}
@@ -225,17 +275,7 @@ Set tollgate.image.tag there: the tag defaults to .Chart.AppVersion, which is th
   readinessProbe:
     {{- toYaml . | nindent 4 }}
   {{- end }}
-  {{- if ne .Values.api.preStop.mode "none" }}
-  lifecycle:
-    preStop:
-      {{- if eq .Values.api.preStop.mode "exec" }}
-      exec:
-        command: ["sleep", "{{ include "tollgate.apiPreStopSeconds" . }}"]
-      {{- else }}
-      sleep:
-        seconds: {{ include "tollgate.apiPreStopSeconds" . }}
-      {{- end }}
-  {{- end }}
+  {{- include "tollgate.apiLifecycle" . | nindent 2 }}
   {{- with .Values.api.resources }}
   resources:
     {{- toYaml . | nindent 4 }}
