@@ -10,6 +10,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { keyFilesDigest, readProviderKeysOrThrow } from '../config/keys.js';
 import type { AuthMethod, ProviderConfig } from '../config/schema.js';
 import { createBreaker } from './breaker.js';
+import { sameIssuer } from './issuer.js';
 import {
   applyAnswerChecks,
   clientAuthFor,
@@ -234,20 +235,45 @@ async function discoverConfiguration(
     [oidc.customFetch]: http.fetch,
     ...(insecure ? { execute: [oidc.allowInsecureRequests] } : {}),
   });
-  const issuer = new URL(config.issuer);
   let found: oidc.Configuration;
   try {
-    found = await oidc.discovery(issuer, config.client_id, clientMetadata, clientAuth, options('oidc'));
+    found = await oidc.discovery(
+      metadataUrl(config.issuer, 'oidc'),
+      config.client_id,
+      clientMetadata,
+      clientAuth,
+      options('oidc'),
+    );
   } catch (oidcError) {
     // Plain OAuth 2.0 servers publish RFC 8414 metadata only.
-    found = await oidc.discovery(issuer, config.client_id, clientMetadata, clientAuth, options('oauth2')).catch(() => {
-      throw oidcError;
-    });
+    found = await oidc
+      .discovery(metadataUrl(config.issuer, 'oauth2'), config.client_id, clientMetadata, clientAuth, options('oauth2'))
+      .catch(() => {
+        throw oidcError;
+      });
+  }
+  const discovered = found.serverMetadata().issuer;
+  if (!sameIssuer(discovered, config.issuer)) {
+    throw new Error(`the provider's metadata names issuer ${discovered}, not the configured ${config.issuer}`);
   }
   if (found.serverMetadata().introspection_endpoint === undefined) {
     throw new Error('the provider metadata has no introspection_endpoint');
   }
   return found;
+}
+
+/**
+ * The metadata document's URL, built as openid-client builds it (OIDC Discovery §4: appended to
+ * the issuer; RFC 8414 §3.1: inserted before its path). Given a `/.well-known/` URL, openid-client
+ * fetches it without comparing the issuer itself, so the comparison above can forgive one trailing
+ * `/` (issuer.ts) and say both values when they differ otherwise.
+ */
+export function metadataUrl(issuer: string, algorithm: 'oidc' | 'oauth2'): URL {
+  const url = new URL(issuer);
+  const path = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+  url.pathname =
+    algorithm === 'oidc' ? `${path}/.well-known/openid-configuration` : `/.well-known/oauth-authorization-server${path}`;
+  return url;
 }
 
 /** Discovers once, for `check-config --discover`: the introspection endpoint, or a failure said plainly. */

@@ -44,6 +44,11 @@ export interface FakeProviderOptions {
   discovery?: boolean | 'oidc' | 'oauth2';
   /** Publish this JWK Set at `/jwks` (advertised as `jwks_uri`), to verify signed answers against. */
   jwks?: { keys: Record<string, unknown>[] };
+  /**
+   * The `issuer` the metadata names, from the one it is served for (default: that one): a
+   * provider whose metadata disagrees with the issuer tollgate was given.
+   */
+  metadataIssuer?: (base: string) => string;
   /** Keep every token, form and header of each call (default true); benchmarks only count. */
   record?: boolean;
 }
@@ -73,7 +78,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     const rest = tenant === undefined ? url.pathname : url.pathname.slice(`/t/${tenant}`.length);
     if (rest === metadataPath) {
       return json(res, 200, {
-        issuer: base,
+        issuer: options.metadataIssuer?.(base) ?? base,
         introspection_endpoint: `${base}/introspect`,
         token_endpoint: `${base}/token`,
         ...(options.jwks === undefined ? {} : { jwks_uri: `${issuer}/jwks` }),
