@@ -426,6 +426,12 @@ ${body}`;
   t.same(lines(problems(t, check('    client_secret: s\n    introspection_signing_alg: RS256\n'))), [
     'providers[0].introspection_signing_alg: only with introspection_response: jwt',
   ]);
+  t.same(lines(problems(t, check('    auth_method: client_secret_post\n    client_secret: s\n    basic_auth_encoding: raw\n'))), [
+    'providers[0].basic_auth_encoding: only with auth_method client_secret_basic',
+  ]);
+  t.same(lines(problems(t, check('    client_secret: s\n    basic_auth_encoding: latin1\n'))), [
+    'providers[0].basic_auth_encoding: Invalid option: expected one of "rfc6749"|"raw"',
+  ]);
 });
 
 t.test('environment overrides with a file', async (t) => {
