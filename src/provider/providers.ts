@@ -321,15 +321,17 @@ export function describeFailure(err: unknown, authMethod?: AuthMethod): string {
     const status = e.status;
     const body = e instanceof oidc.ResponseBodyError ? e : { error: undefined, error_description: undefined };
     const what = body.error === undefined ? '' : ` ${body.error}${body.error_description ? ` (${body.error_description})` : ''}`;
-    const hint =
-      status === 401 || status === 403
-        ? `: the provider rejected tollgate's client credentials; check client_id and ${CREDENTIALS[authMethod ?? 'client_secret_basic']}`
-        : '';
-    return `HTTP ${status}${what}${hint}`;
+    return `HTTP ${status}${what}${whatToCheck(status, authMethod)}`;
   }
   const cause = e.cause as { status?: unknown; code?: unknown; message?: unknown } | undefined;
-  if (e.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && typeof cause?.status === 'number')
-    return `unexpected HTTP status ${cause.status}`;
+  // An error status whose body is no JSON error (Glewlwyd's bare 401): openid-client reports the
+  // body's content type, but the status is what the operator must hear.
+  const status = typeof cause?.status === 'number' ? cause.status : undefined;
+  if (
+    status !== undefined &&
+    (e.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' || (e.code === 'OAUTH_RESPONSE_IS_NOT_JSON' && status !== 200))
+  )
+    return `unexpected HTTP status ${status}${whatToCheck(status, authMethod)}`;
   if (cause instanceof ProviderHttpError) return cause.message;
   // openid-client's own checks of the answer (not JSON, `active` not a boolean…) say what failed.
   if (typeof cause?.code === 'string' && cause.code.startsWith('OAUTH_') && typeof cause.message === 'string')
@@ -344,6 +346,16 @@ export function describeFailure(err: unknown, authMethod?: AuthMethod): string {
       ? ": the provider's TLS certificate is not trusted (a private CA goes in the provider's ca_file)"
       : '';
   return `${e.message}${causeCode}${causeMessage}${tlsHint}`;
+}
+
+/** What an operator should check after an error status from the provider. */
+function whatToCheck(status: number, authMethod: AuthMethod | undefined): string {
+  if (status === 401 || status === 403)
+    return `: the provider rejected tollgate's client credentials; check client_id and ${CREDENTIALS[authMethod ?? 'client_secret_basic']}`;
+  if (status === 404 || status === 405)
+    return ': check the introspection endpoint (introspection_endpoint, or the issuer whose metadata names it)';
+  if (status >= 500) return ': the provider failed; its own logs say why';
+  return '';
 }
 
 /** What to check when a provider rejects tollgate's credentials, per auth_method. */
