@@ -19,6 +19,7 @@ import {
   requireSignedAnswers,
 } from './client-auth.js';
 import { createLimiter } from './limiter.js';
+import { credentialsRejected, isCredentialsRejection, probeCredentials, rejectsCredentials, type ProbeOutcome } from './probe.js';
 import { createProviderFetch, ProviderHttpError, type ProviderFetch } from './fetch.js';
 
 export interface Provider {
@@ -82,13 +83,6 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
   const ready = new Promise<void>((resolve) => (resolveReady = resolve));
 
   const finish = (c: oidc.Configuration) => {
-    c[oidc.customFetch] = guardedFetch(config, http);
-    // The provider fetch bounds each exchange itself (`timeout_ms`, one timer for head and body).
-    // openid-client's own timeout would add an AbortSignal.timeout() to every introspection call,
-    // with its timer and listener: about 2 % of a cache miss's CPU time (issue 6, scenario c).
-    c.timeout = 0;
-    if (insecure) oidc.allowInsecureRequests(c);
-    applyAnswerChecks(config, c);
     configuration = c;
     resolveReady();
   };
@@ -96,15 +90,21 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
   const discover = () =>
     deps.limitDiscovery
       ? deps.limitDiscovery(() =>
-          closed ? Promise.reject(new Error('closed')) : discoverConfiguration(config, http, clientAuth, insecure),
+          closed ? Promise.reject(new Error('closed')) : discoverAndProbe(config, http, clientAuth, insecure),
         )
-      : discoverConfiguration(config, http, clientAuth, insecure);
+      : discoverAndProbe(config, http, clientAuth, insecure);
 
   const retry = deps.retryMs ?? { first: 1000, max: 30_000 };
   const attempt = (pauseMs: number): void => {
     discover().then(
-      (c) => {
+      ({ configuration: c, probe }) => {
         if (closed) return;
+        if (probe.result === 'unexpected') {
+          log.warn(
+            { cause: describeFailure(probe.error, config.auth_method) },
+            'credential probe answered unexpectedly; readiness not held back',
+          );
+        }
         finish(c);
         log.info({ introspection_endpoint: introspectionEndpointOf(config, c) }, 'provider ready');
       },
@@ -112,7 +112,15 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
         if (closed) return;
         deps.onDiscoveryFailure?.(err);
         if (closed) return;
-        log.warn({ cause: describeFailure(err, config.auth_method), retry_in_ms: pauseMs }, 'provider discovery failed');
+        if (isCredentialsRejection(err)) {
+          // Not ready until the credentials are fixed: every request would get 503 anyway.
+          log.error(
+            { cause: (err as Error).message, retry_in_ms: pauseMs },
+            "provider not ready: it rejects tollgate's credentials",
+          );
+        } else {
+          log.warn({ cause: describeFailure(err, config.auth_method), retry_in_ms: pauseMs }, 'provider discovery failed');
+        }
         retryTimer = setTimeout(() => attempt(Math.min(pauseMs * 2, retry.max)), pauseMs);
         retryTimer.unref();
       },
@@ -204,13 +212,6 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
   };
 }
 
-/** The provider answered 401 or 403 to tollgate itself: its client_id or secret is wrong. */
-function rejectsCredentials(err: unknown): boolean {
-  const e = err as { status?: unknown; cause?: { status?: unknown } } | null;
-  const status = typeof e?.status === 'number' ? e.status : e?.cause?.status;
-  return status === 401 || status === 403;
-}
-
 /**
  * The provider's metadata as an openid-client Configuration: from its explicit endpoint, or
  * discovered (OIDC discovery first, then RFC 8414 for plain OAuth 2.0 servers).
@@ -276,13 +277,47 @@ export function metadataUrl(issuer: string, algorithm: 'oidc' | 'oauth2'): URL {
   return url;
 }
 
-/** Discovers once, for `check-config --discover`: the introspection endpoint, or a failure said plainly. */
-export async function discoverOnce(config: ProviderConfig): Promise<string> {
+/**
+ * The provider's configuration, made ready for introspection calls, and the credential probe's
+ * outcome (probe.ts). A refused probe fails the discovery: the provider stays unready and retries.
+ */
+async function discoverAndProbe(
+  config: ProviderConfig,
+  http: ProviderFetch,
+  clientAuth: oidc.ClientAuth,
+  insecure: boolean,
+): Promise<{ configuration: oidc.Configuration; probe: ProbeOutcome }> {
+  const c = await discoverConfiguration(config, http, clientAuth, insecure);
+  c[oidc.customFetch] = guardedFetch(config, http);
+  // The provider fetch bounds each exchange itself (`timeout_ms`, one timer for head and body).
+  // openid-client's own timeout would add an AbortSignal.timeout() to every introspection call,
+  // with its timer and listener: about 2 % of a cache miss's CPU time (issue 6, scenario c).
+  c.timeout = 0;
+  if (insecure) oidc.allowInsecureRequests(c);
+  applyAnswerChecks(config, c);
+  const probe = await probeCredentials(c);
+  if (probe.result === 'rejected') {
+    throw credentialsRejected(`credential probe: ${describeFailure(probe.error, config.auth_method)}`);
+  }
+  return { configuration: c, probe };
+}
+
+/**
+ * Discovers once, for `check-config --discover`: the introspection endpoint and what the
+ * credential probe found, or a failure said plainly (a refused probe is one).
+ */
+export async function discoverOnce(config: ProviderConfig): Promise<{ endpoint: string; probe: string }> {
   const keys = readProviderKeysOrThrow(config);
   const http = createProviderFetch({ timeoutMs: config.timeout_ms, connections: 1, tls: keys.tls });
   try {
-    const c = await discoverConfiguration(config, http, clientAuthFor(config, keys), isInsecure(config));
-    return introspectionEndpointOf(config, c)!;
+    const { configuration, probe } = await discoverAndProbe(config, http, clientAuthFor(config, keys), isInsecure(config));
+    return {
+      endpoint: introspectionEndpointOf(config, configuration)!,
+      probe:
+        probe.result === 'accepted'
+          ? 'credentials accepted'
+          : `credential probe answered unexpectedly: ${describeFailure(probe.error, config.auth_method)}`,
+    };
   } finally {
     await http.close();
   }
@@ -314,7 +349,7 @@ export function withoutToken(text: string, token: string): string {
  * never a request, a token or a whole answer.
  */
 export function describeFailure(err: unknown, authMethod?: AuthMethod): string {
-  if (err instanceof ProviderHttpError) return err.message;
+  if (err instanceof ProviderHttpError || isCredentialsRejection(err)) return (err as Error).message;
   if (!(err instanceof Error)) return String(err);
   const e = err as Error & { status?: number; error?: string; error_description?: string; code?: string; cause?: unknown };
   if (e instanceof oidc.ResponseBodyError || e instanceof oidc.WWWAuthenticateChallengeError) {

@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { PROBE_TOKEN_PREFIX } from '../../src/provider/probe.js';
 
 export type Script = (token: string, req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -26,6 +27,14 @@ export interface FakeProvider {
   readonly authorizations: (string | undefined)[];
   /** Each call's form body (client_id, client_assertion…; test data only), Content-Type and Accept. */
   readonly requests: { body: URLSearchParams; contentType: string | undefined; accept: string | undefined }[];
+  /**
+   * tollgate's credential probes (a random token it introspects once a provider is found), kept
+   * apart from the calls above: the Authorization header of each. They are answered by
+   * `probeScript`, by default as a provider answers a token it never issued.
+   */
+  readonly probes: (string | undefined)[];
+  /** Answers the credential probes as the script says (a 401 for credentials it refuses…). */
+  probeScript(fn: Script): void;
   /** Most calls ever in flight at once. */
   readonly maxInFlight: number;
   /** Answers every call with this JSON object. */
@@ -70,6 +79,8 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   let maxInFlight = 0;
   let issuer = '';
   let script: Script = (_token, _req, res) => json(res, 200, { active: false });
+  let probeScript: Script = (_token, _req, res) => json(res, 200, { active: false });
+  const probes: (string | undefined)[] = [];
 
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', issuer);
@@ -91,6 +102,11 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     req.on('end', () => {
       const form = new URLSearchParams(Buffer.concat(chunks).toString());
       const token = form.get('token') ?? '';
+      if (token.startsWith(PROBE_TOKEN_PREFIX)) {
+        probes.push(req.headers.authorization);
+        void Promise.resolve(probeScript(token, req, res)).catch((err: unknown) => res.destroy(err as Error));
+        return;
+      }
       callCount++;
       if (options.record !== false) {
         calls.push(token);
@@ -128,6 +144,10 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     },
     script(fn) {
       script = fn;
+    },
+    probes,
+    probeScript(fn) {
+      probeScript = fn;
     },
     close: () =>
       new Promise<void>((resolve) => {
