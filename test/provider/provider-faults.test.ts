@@ -68,13 +68,13 @@ const faults: Record<string, Fault> = {
   },
   // Issue 18, failure 4: Glewlwyd's answer to bad credentials was logged as "unexpected response content-type".
   '401 with an empty body and no Content-Type (Glewlwyd)': {
-    script: (_t, _r, res) => res.writeHead(401).end(),
+    script: (_t, _r, res) => void res.writeHead(401).end(),
     cause: /^unexpected HTTP status 401: the provider rejected tollgate's client credentials; check client_id and the secret$/,
     level: 50,
     msg: 'introspection failed: configuration error',
   },
   '404 with an HTML page': {
-    script: (_t, _r, res) => res.writeHead(404, { 'content-type': 'text/html' }).end('<h1>Not Found</h1>'),
+    script: (_t, _r, res) => void res.writeHead(404, { 'content-type': 'text/html' }).end('<h1>Not Found</h1>'),
     cause: /^unexpected HTTP status 404: check the introspection endpoint/,
   },
   'no answer past the deadline': {
