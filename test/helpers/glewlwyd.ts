@@ -15,7 +15,15 @@ import { Agent, request } from 'undici';
 import { createPki, type Issued } from './pki.js';
 
 export const GLEWLWYD_BIN = '/usr/bin/glewlwyd';
-const SCHEMA = '/usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz';
+/**
+ * The package's schema script (with the default administrator): the documentation's copy, or the
+ * one dbconfig-common installs from, for images that drop /usr/share/doc.
+ */
+const SCHEMAS = [
+  '/usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz',
+  '/usr/share/dbconfig-common/data/glewlwyd/install/sqlite3',
+];
+const schemaScript = (): string | undefined => SCHEMAS.find((f) => existsSync(f));
 const MODULES = '/usr/lib/glewlwyd';
 /** The package's default administrator (its database script creates it). */
 const ADMIN = { username: 'admin', password: 'password' };
@@ -25,7 +33,7 @@ export const GLEWLWYD_SCOPES = ['orders.read', 'orders.admin'] as const;
 /** Why Glewlwyd cannot run here, or undefined when it can. */
 export function glewlwydMissing(): string | undefined {
   if (!existsSync(GLEWLWYD_BIN)) return `${GLEWLWYD_BIN} not found (apt-get install glewlwyd)`;
-  if (!existsSync(SCHEMA)) return `${SCHEMA} not found (the glewlwyd package ships it)`;
+  if (schemaScript() === undefined) return `none of ${SCHEMAS.join(', ')} found (the glewlwyd package ships them)`;
   try {
     execFileSync('sqlite3', ['-version'], { stdio: 'ignore', timeout: 10_000 });
   } catch {
@@ -71,7 +79,9 @@ export async function startGlewlwyd(dir: string): Promise<Glewlwyd> {
   const ca = pki.ca('glewlwyd-test-ca');
   const tls = pki.issue(ca, '127.0.0.1', 'server');
   const db = path.join(dir, 'glewlwyd.sqlite3');
-  execFileSync('sqlite3', [db], { input: gunzipSync(readFileSync(SCHEMA)), stdio: ['pipe', 'ignore', 'pipe'], timeout: 30_000 });
+  const schema = schemaScript()!;
+  const script = schema.endsWith('.gz') ? gunzipSync(readFileSync(schema)) : readFileSync(schema);
+  execFileSync('sqlite3', [db], { input: script, stdio: ['pipe', 'ignore', 'pipe'], timeout: 30_000 });
   const port = await freePort();
   const base = `https://127.0.0.1:${port}`;
   const issuer = `${base}/api/oidc`;
