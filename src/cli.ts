@@ -148,8 +148,8 @@ async function checkConfig(config: Config, discover: boolean): Promise<number> {
   let failed = 0;
   for (const provider of config.providers) {
     try {
-      const endpoint = await discoverOnce(provider);
-      process.stdout.write(`  ${provider.name}: introspection at ${endpoint}\n`);
+      const { endpoint, probe } = await discoverOnce(provider);
+      process.stdout.write(`  ${provider.name}: introspection at ${endpoint} (${probe})\n`);
     } catch (err) {
       failed++;
       process.stdout.write(`  ${provider.name}: discovery failed: ${describeFailure(err, provider.auth_method)}\n`);

@@ -16,6 +16,7 @@ import { configSchema, identityJwtSchema, providerSchema, type Config, type Prov
 import { quote, singleLine } from './text.js';
 import { parseYamlTree, RESERVED_KEYS, type YamlProblem } from './yaml.js';
 import { readSigningKey } from '../identity/keys.js';
+import { nameVariable, PROVIDER_VARIABLES } from './zero-file.js';
 
 export interface Problem {
   /** `providers[1].client_secret`, `providers_dir/acme.yaml: issuer`, `TOLLGATE_UPSTREAM_URL`. */
@@ -90,7 +91,7 @@ export function loadConfig(options: LoadOptions = {}): LoadResult {
   const repeats = (p: Problem) =>
     (named.has('TOLLGATE_UPSTREAM_URL') && (p.path === 'upstream' || p.path === 'upstream.url')) ||
     (named.has('TOLLGATE_ISSUER') && p.path === 'providers');
-  return { ok: false, problems: result.problems.filter((p) => !repeats(p)) };
+  return { ok: false, problems: result.problems.filter((p) => !repeats(p)).map(nameVariable) };
 }
 
 export interface ValidateOptions {
@@ -354,12 +355,9 @@ function applyEnvironment(raw: Tree, env: NodeJS.ProcessEnv, fromFile: boolean, 
   const upstreamUrl = nonEmpty(env.TOLLGATE_UPSTREAM_URL);
   if (upstreamUrl !== undefined) raw.upstream = { ...(isTree(raw.upstream) ? raw.upstream : {}), url: upstreamUrl };
 
-  const providerVars = {
-    issuer: nonEmpty(env.TOLLGATE_ISSUER),
-    introspection_endpoint: nonEmpty(env.TOLLGATE_INTROSPECTION_ENDPOINT),
-    client_id: nonEmpty(env.TOLLGATE_CLIENT_ID),
-    client_secret: nonEmpty(env.TOLLGATE_CLIENT_SECRET),
-  };
+  const providerVars = Object.fromEntries(
+    Object.entries(PROVIDER_VARIABLES).map(([key, variable]) => [key, nonEmpty(env[variable])]),
+  ) as Record<keyof typeof PROVIDER_VARIABLES, string | undefined>;
   const given = Object.entries(providerVars).filter(([, v]) => v !== undefined) as [string, string][];
   if (!fromFile) {
     if (raw.upstream === undefined) {

@@ -45,6 +45,8 @@ export const AUTH_METHODS = [
 ] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
 
+export const BASIC_AUTH_ENCODINGS = ['rfc6749', 'raw'] as const;
+
 /** `host:port` or `[v6]:port`; port 0 asks the system for a free port (tests). */
 export const listenSchema = z
   .string()
@@ -65,6 +67,12 @@ export const providerSchema = z
     client_secret: z.string().min(1).optional(),
     client_secret_file: z.string().min(1).optional().describe('Read client_secret from this file (Kubernetes secret)'),
     auth_method: z.enum(AUTH_METHODS).default('client_secret_basic'),
+    basic_auth_encoding: z
+      .enum(BASIC_AUTH_ENCODINGS)
+      .optional()
+      .describe(
+        'client_secret_basic: rfc6749 (default) form-urlencodes id and secret before Basic (RFC 6749 §2.3.1); raw sends them as they are, for providers that do not decode (Glewlwyd, LemonLDAP::NG)',
+      ),
     private_key_file: z.string().min(1).optional().describe('private_key_jwt: PEM or JWK (with kid)'),
     signing_alg: z.string().min(1).optional().describe('private_key_jwt: JWS algorithm; default from the key'),
     tls_cert_file: z.string().min(1).optional().describe('Client certificate for mutual TLS (RFC 8705)'),
@@ -121,6 +129,13 @@ export const providerSchema = z
     if (p.auth_method !== 'private_key_jwt') {
       if (p.private_key_file !== undefined) problem('private_key_file', 'only with auth_method private_key_jwt');
       if (p.signing_alg !== undefined) problem('signing_alg', 'only with auth_method private_key_jwt');
+    }
+    if (p.basic_auth_encoding !== undefined && p.auth_method !== 'client_secret_basic') {
+      problem('basic_auth_encoding', 'only with auth_method client_secret_basic');
+    }
+    // RFC 7617 §2: the user-id of Basic ends at the first colon; only the form encoding can carry one.
+    if (p.basic_auth_encoding === 'raw' && typeof p.client_id === 'string' && p.client_id.includes(':')) {
+      problem('basic_auth_encoding', 'raw cannot send a client_id that contains ":"');
     }
     if (p.introspection_response === 'jwt' && p.introspection_endpoint !== undefined) {
       // The answer's signature is checked against the JWKS named by the provider's metadata.

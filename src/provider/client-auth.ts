@@ -22,7 +22,9 @@ export function clientAuthFor(config: ProviderConfig, keys: ProviderKeys): oidc.
   if (config.client_id === undefined) return oidc.None();
   switch (config.auth_method) {
     case 'client_secret_basic':
-      return oidc.ClientSecretBasic(config.client_secret!);
+      return config.basic_auth_encoding === 'raw'
+        ? rawClientSecretBasic(config.client_id, config.client_secret!)
+        : oidc.ClientSecretBasic(config.client_secret!);
     case 'client_secret_post':
       return oidc.ClientSecretPost(config.client_secret!);
     case 'private_key_jwt':
@@ -34,6 +36,19 @@ export function clientAuthFor(config: ProviderConfig, keys: ProviderKeys): oidc.
     case 'none':
       return oidc.None();
   }
+}
+
+/**
+ * `basic_auth_encoding: raw`: Basic over the id and secret as they are (RFC 7617). RFC 6749
+ * §2.3.1 form-urlencodes both first (`-` becomes `%2D`), which openid-client does; Glewlwyd and
+ * LemonLDAP::NG do not decode, so any secret beyond letters and digits was refused there. The
+ * header is built once: it is the same for every call.
+ */
+function rawClientSecretBasic(clientId: string, secret: string): oidc.ClientAuth {
+  const authorization = `Basic ${Buffer.from(`${clientId}:${secret}`, 'utf8').toString('base64')}`;
+  return (_as, _client, _body, headers) => {
+    headers.set('authorization', authorization);
+  };
 }
 
 /** What openid-client must know of tollgate as a client, beyond its client_id. */

@@ -11,6 +11,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { keyFilesDigest, readProviderKeysOrThrow } from '../config/keys.js';
 import type { AuthMethod, ProviderConfig } from '../config/schema.js';
 import { createBreaker } from './breaker.js';
+import { sameIssuer } from './issuer.js';
 import {
   applyAnswerChecks,
   clientAuthFor,
@@ -19,6 +20,7 @@ import {
   requireSignedAnswers,
 } from './client-auth.js';
 import { createLimiter } from './limiter.js';
+import { credentialsRejected, isCredentialsRejection, probeCredentials, rejectsCredentials, type ProbeOutcome } from './probe.js';
 import { createProviderFetch, ProviderHttpError, type ProviderFetch } from './fetch.js';
 import { hasIntrospection } from '../config/jwt-schema.js';
 import type { AnswerNeed, Check } from './answer.js';
@@ -101,13 +103,6 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
   const ready = new Promise<void>((resolve) => (resolveReady = resolve));
 
   const finish = (c: oidc.Configuration) => {
-    c[oidc.customFetch] = guardedFetch(config, http);
-    // The provider fetch bounds each exchange itself (`timeout_ms`, one timer for head and body).
-    // openid-client's own timeout would add an AbortSignal.timeout() to every introspection call,
-    // with its timer and listener: about 2 % of a cache miss's CPU time (issue 6, scenario c).
-    c.timeout = 0;
-    if (insecure) oidc.allowInsecureRequests(c);
-    applyAnswerChecks(config, c);
     configuration = c;
     resolveReady();
   };
@@ -152,8 +147,8 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
   };
 
   const discoverAll = async () => {
-    const c = await discoverConfiguration(config, http, clientAuth, insecure);
-    return { c, verifier: await loadKeys(c) };
+    const { configuration: c, probe } = await discoverAndProbe(config, http, clientAuth, insecure);
+    return { c, probe, verifier: await loadKeys(c) };
   };
   const discover = () =>
     deps.limitDiscovery
@@ -163,8 +158,14 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
   const retry = deps.retryMs ?? { first: 1000, max: 30_000 };
   const attempt = (pauseMs: number): void => {
     discover().then(
-      ({ c, verifier }) => {
+      ({ c, verifier, probe }) => {
         if (closed) return;
+        if (probe?.result === 'unexpected') {
+          log.warn(
+            { cause: describeFailure(probe.error, config.auth_method) },
+            'credential probe answered unexpectedly; readiness not held back',
+          );
+        }
         verifyJwt = verifier;
         finish(c);
         log.info(
@@ -176,7 +177,15 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
         if (closed) return;
         deps.onDiscoveryFailure?.(err);
         if (closed) return;
-        log.warn({ cause: describeFailure(err, config.auth_method), retry_in_ms: pauseMs }, 'provider discovery failed');
+        if (isCredentialsRejection(err)) {
+          // Not ready until the credentials are fixed: every request would get 503 anyway.
+          log.error(
+            { cause: (err as Error).message, retry_in_ms: pauseMs },
+            "provider not ready: it rejects tollgate's credentials",
+          );
+        } else {
+          log.warn({ cause: describeFailure(err, config.auth_method), retry_in_ms: pauseMs }, 'provider discovery failed');
+        }
         retryTimer = setTimeout(() => attempt(Math.min(pauseMs * 2, retry.max)), pauseMs);
         retryTimer.unref();
       },
@@ -292,13 +301,6 @@ export function createProvider(config: ProviderConfig, deps: ProviderDeps): Prov
   };
 }
 
-/** The provider answered 401 or 403 to tollgate itself: its client_id or secret is wrong. */
-function rejectsCredentials(err: unknown): boolean {
-  const e = err as { status?: unknown; cause?: { status?: unknown } } | null;
-  const status = typeof e?.status === 'number' ? e.status : e?.cause?.status;
-  return status === 401 || status === 403;
-}
-
 /**
  * The provider's metadata as an openid-client Configuration: from its explicit endpoint, or
  * discovered (OIDC discovery first, then RFC 8414 for plain OAuth 2.0 servers).
@@ -331,15 +333,20 @@ async function discoverConfiguration(
     [oidc.customFetch]: http.fetch,
     ...(insecure ? { execute: [oidc.allowInsecureRequests] } : {}),
   });
-  const issuer = new URL(config.issuer);
   let found: oidc.Configuration;
   try {
-    found = await oidc.discovery(issuer, clientId, clientMetadata, clientAuth, options('oidc'));
+    found = await oidc.discovery(metadataUrl(config.issuer, 'oidc'), clientId, clientMetadata, clientAuth, options('oidc'));
   } catch (oidcError) {
     // Plain OAuth 2.0 servers publish RFC 8414 metadata only.
-    found = await oidc.discovery(issuer, clientId, clientMetadata, clientAuth, options('oauth2')).catch(() => {
-      throw oidcError;
-    });
+    found = await oidc
+      .discovery(metadataUrl(config.issuer, 'oauth2'), clientId, clientMetadata, clientAuth, options('oauth2'))
+      .catch(() => {
+        throw oidcError;
+      });
+  }
+  const discovered = found.serverMetadata().issuer;
+  if (!sameIssuer(discovered, config.issuer)) {
+    throw new Error(`the provider's metadata names issuer ${discovered}, not the configured ${config.issuer}`);
   }
   if (introspects && config.introspection_endpoint === undefined && found.serverMetadata().introspection_endpoint === undefined) {
     throw new Error('the provider metadata has no introspection_endpoint');
@@ -357,19 +364,71 @@ async function discoverConfiguration(
 }
 
 /**
- * Discovers once, for `check-config --discover`: the introspection endpoint (and, with jwt, where
- * the keys are), or a failure said plainly.
+ * The metadata document's URL, built as openid-client builds it (OIDC Discovery §4: appended to
+ * the issuer; RFC 8414 §3.1: inserted before its path). Given a `/.well-known/` URL, openid-client
+ * fetches it without comparing the issuer itself, so the comparison above can forgive one trailing
+ * `/` (issuer.ts) and say both values when they differ otherwise.
  */
-export async function discoverOnce(config: ProviderConfig): Promise<string> {
+export function metadataUrl(issuer: string, algorithm: 'oidc' | 'oauth2'): URL {
+  const url = new URL(issuer);
+  const path = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '');
+  url.pathname =
+    algorithm === 'oidc' ? `${path}/.well-known/openid-configuration` : `/.well-known/oauth-authorization-server${path}`;
+  return url;
+}
+
+/**
+ * The provider's configuration, made ready for introspection calls, and the credential probe's
+ * outcome (probe.ts). A refused probe fails the discovery: the provider stays unready and retries.
+ */
+async function discoverAndProbe(
+  config: ProviderConfig,
+  http: ProviderFetch,
+  clientAuth: oidc.ClientAuth,
+  insecure: boolean,
+): Promise<{ configuration: oidc.Configuration; probe: ProbeOutcome | undefined }> {
+  const c = await discoverConfiguration(config, http, clientAuth, insecure);
+  c[oidc.customFetch] = guardedFetch(config, http);
+  // The provider fetch bounds each exchange itself (`timeout_ms`, one timer for head and body).
+  // openid-client's own timeout would add an AbortSignal.timeout() to every introspection call,
+  // with its timer and listener: about 2 % of a cache miss's CPU time (issue 6, scenario c).
+  c.timeout = 0;
+  if (insecure) oidc.allowInsecureRequests(c);
+  applyAnswerChecks(config, c);
+  // A provider without introspection (jwt only) has no credentials to probe.
+  if (!hasIntrospection(config)) return { configuration: c, probe: undefined };
+  const probe = await probeCredentials(c);
+  if (probe.result === 'rejected') {
+    throw credentialsRejected(`credential probe: ${describeFailure(probe.error, config.auth_method)}`);
+  }
+  return { configuration: c, probe };
+}
+
+/**
+ * Discovers once, for `check-config --discover`: the introspection endpoint and what the
+ * credential probe found, or a failure said plainly (a refused probe is one).
+ */
+export async function discoverOnce(config: ProviderConfig): Promise<{ endpoint: string; probe: string }> {
   const keys = readProviderKeysOrThrow(config);
   const http = createProviderFetch({ timeoutMs: config.timeout_ms, connections: 1, tls: keys.tls });
   try {
-    const c = await discoverConfiguration(config, http, clientAuthFor(config, keys), isInsecure(config));
-    const introspection = hasIntrospection(config) ? introspectionEndpointOf(config, c)! : 'none';
-    if (config.jwt === undefined) return introspection;
-    const jwksUri = config.jwt.jwks_uri ?? c.serverMetadata().jwks_uri;
-    if (jwksUri === undefined) throw new Error('the provider metadata has no jwks_uri (set jwt.jwks_uri)');
-    return `${introspection} (JWT keys at ${jwksUri})`;
+    const { configuration, probe } = await discoverAndProbe(config, http, clientAuthFor(config, keys), isInsecure(config));
+    const introspection = hasIntrospection(config) ? introspectionEndpointOf(config, configuration)! : 'none';
+    let endpoint = introspection;
+    if (config.jwt !== undefined) {
+      const jwksUri = config.jwt.jwks_uri ?? configuration.serverMetadata().jwks_uri;
+      if (jwksUri === undefined) throw new Error('the provider metadata has no jwks_uri (set jwt.jwks_uri)');
+      endpoint = `${introspection} (JWT keys at ${jwksUri})`;
+    }
+    return {
+      endpoint,
+      probe:
+        probe === undefined
+          ? 'no introspection, no credentials to probe'
+          : probe.result === 'accepted'
+            ? 'credentials accepted'
+            : `credential probe answered unexpectedly: ${describeFailure(probe.error, config.auth_method)}`,
+    };
   } finally {
     await http.close();
   }
@@ -412,22 +471,24 @@ const BASIC_CREDENTIALS = /\bBasic +[A-Za-z0-9+/]+=*/gi;
  * never a request, a token or a whole answer.
  */
 export function describeFailure(err: unknown, authMethod?: AuthMethod): string {
-  if (err instanceof ProviderHttpError) return err.message;
+  if (err instanceof ProviderHttpError || isCredentialsRejection(err)) return (err as Error).message;
   if (!(err instanceof Error)) return String(err);
   const e = err as Error & { status?: number; error?: string; error_description?: string; code?: string; cause?: unknown };
   if (e instanceof oidc.ResponseBodyError || e instanceof oidc.WWWAuthenticateChallengeError) {
     const status = e.status;
     const body = e instanceof oidc.ResponseBodyError ? e : { error: undefined, error_description: undefined };
     const what = body.error === undefined ? '' : ` ${body.error}${body.error_description ? ` (${body.error_description})` : ''}`;
-    const hint =
-      status === 401 || status === 403
-        ? `: the provider rejected tollgate's client credentials; check client_id and ${CREDENTIALS[authMethod ?? 'client_secret_basic']}`
-        : '';
-    return `HTTP ${status}${what}${hint}`;
+    return `HTTP ${status}${what}${whatToCheck(status, authMethod)}`;
   }
   const cause = e.cause as { status?: unknown; code?: unknown; message?: unknown } | undefined;
-  if (e.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' && typeof cause?.status === 'number')
-    return `unexpected HTTP status ${cause.status}`;
+  // An error status whose body is no JSON error (Glewlwyd's bare 401): openid-client reports the
+  // body's content type, but the status is what the operator must hear.
+  const status = typeof cause?.status === 'number' ? cause.status : undefined;
+  if (
+    status !== undefined &&
+    (e.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM' || (e.code === 'OAUTH_RESPONSE_IS_NOT_JSON' && status !== 200))
+  )
+    return `unexpected HTTP status ${status}${whatToCheck(status, authMethod)}`;
   if (cause instanceof ProviderHttpError) return cause.message;
   // openid-client's own checks of the answer (not JSON, `active` not a boolean…) say what failed.
   if (typeof cause?.code === 'string' && cause.code.startsWith('OAUTH_') && typeof cause.message === 'string')
@@ -442,6 +503,16 @@ export function describeFailure(err: unknown, authMethod?: AuthMethod): string {
       ? ": the provider's TLS certificate is not trusted (a private CA goes in the provider's ca_file)"
       : '';
   return `${e.message}${causeCode}${causeMessage}${tlsHint}`;
+}
+
+/** What an operator should check after an error status from the provider. */
+function whatToCheck(status: number, authMethod: AuthMethod | undefined): string {
+  if (status === 401 || status === 403)
+    return `: the provider rejected tollgate's client credentials; check client_id and ${CREDENTIALS[authMethod ?? 'client_secret_basic']}`;
+  if (status === 404 || status === 405)
+    return ': check the introspection endpoint (introspection_endpoint, or the issuer whose metadata names it)';
+  if (status >= 500) return ': the provider failed; its own logs say why';
+  return '';
 }
 
 /** What to check when a provider rejects tollgate's credentials, per auth_method. */

@@ -185,9 +185,26 @@ export function createHandler(deps: HandlerDeps): Handler {
   return (req, res, expectContinue = false) =>
     run(req, {
       forward(decision, done) {
-        // SPEC §3.8: the client sends its body only once the request is authorised.
-        if (expectContinue) res.writeContinue();
-        deps.upstream.forward(req, res, decision.path, decision.headers, done);
+        const go = () => {
+          // SPEC §3.8: the client sends its body only once the request is authorised.
+          if (expectContinue) res.writeContinue();
+          deps.upstream.forward(req, res, decision.path, decision.headers, done);
+        };
+        // A pipelined request is dispatched by Node while the one before it is still unanswered;
+        // it is forwarded only in its turn. If that earlier answer closes the connection (a refused
+        // request whose body was never read), its turn never comes and nothing of it goes upstream.
+        if (res.socket !== null) return go();
+        const socket = req.socket;
+        const gone = () => {
+          res.off('socket', turn);
+          done({ status: CLIENT_CLOSED, upstreamMs: 0 });
+        };
+        const turn = () => {
+          socket.off('close', gone);
+          go();
+        };
+        res.once('socket', turn);
+        socket.once('close', gone);
       },
       respond({ status, headers, body }) {
         if (res.headersSent) return;

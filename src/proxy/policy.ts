@@ -5,6 +5,7 @@
  */
 import { TollgateError } from '../errors.js';
 import { claim, type Answer } from '../provider/answer.js';
+import { sameIssuer } from '../provider/issuer.js';
 
 export interface PolicyProvider {
   readonly issuer: string;
@@ -19,12 +20,22 @@ export interface PolicyRoute {
 
 const invalid = (description: string) => new TollgateError('invalid_token', description);
 
-const REFRESH_TOKEN_TYPES = new Set(['refresh_token', 'urn:ietf:params:oauth:token-type:refresh_token']);
-const REFRESH_TOKEN_TYPE_LENGTHS = new Set([...REFRESH_TOKEN_TYPES].map((t) => t.length));
+/**
+ * Token types that are no access token, in RFC 6749 / OpenID Connect and RFC 8693 spelling. A
+ * provider may ignore `token_type_hint` (RFC 7662 §2.1) and vouch for a refresh or ID token that
+ * was presented here; the ID token would then pass as the user's access token.
+ */
+const NOT_ACCESS_TOKEN_TYPES: ReadonlyMap<string, string> = new Map([
+  ['refresh_token', 'a refresh token is not an access token'],
+  ['urn:ietf:params:oauth:token-type:refresh_token', 'a refresh token is not an access token'],
+  ['id_token', 'an ID token is not an access token'],
+  ['urn:ietf:params:oauth:token-type:id_token', 'an ID token is not an access token'],
+]);
+const NOT_ACCESS_TOKEN_TYPE_LENGTHS = new Set([...NOT_ACCESS_TOKEN_TYPES.keys()].map((t) => t.length));
 
-/** Case-insensitively; only a value of a refresh type's length is lower-cased (`Bearer` never is). */
-const isRefreshTokenType = (tokenType: string): boolean =>
-  REFRESH_TOKEN_TYPE_LENGTHS.has(tokenType.length) && REFRESH_TOKEN_TYPES.has(tokenType.toLowerCase());
+/** Why this token type is refused, case-insensitively; only a value of such a length is lower-cased (`Bearer` never is). */
+const refusedTokenType = (tokenType: string): string | undefined =>
+  NOT_ACCESS_TOKEN_TYPE_LENGTHS.has(tokenType.length) ? NOT_ACCESS_TOKEN_TYPES.get(tokenType.toLowerCase()) : undefined;
 
 /**
  * The `aud` values that name a resource identifier (RFC 8707): the identifier as configured and
@@ -60,13 +71,15 @@ export function checkPolicy(
   const tokenType = claim(answer, 'token_type');
   if (exp !== undefined && (typeof exp !== 'number' || exp + skewS <= nowS)) throw invalid('the token has expired');
   if (nbf !== undefined && (typeof nbf !== 'number' || nbf - skewS > nowS)) throw invalid('the token is not yet valid');
-  if (iss !== undefined && iss !== provider.issuer) throw invalid('the token was issued by another issuer');
+  if (iss !== undefined && (typeof iss !== 'string' || !sameIssuer(iss, provider.issuer)))
+    throw invalid('the token was issued by another issuer');
   const audience = provider.audience ?? resourceAud;
   if (audience !== undefined && !audienceMatches(aud, audience)) {
     throw invalid('the token is not meant for this audience');
   }
-  if (typeof tokenType === 'string' && isRefreshTokenType(tokenType)) {
-    throw invalid('a refresh token is not an access token');
+  if (typeof tokenType === 'string') {
+    const refused = refusedTokenType(tokenType);
+    if (refused !== undefined) throw invalid(refused);
   }
   // RFC 7800 / RFC 8705 / RFC 9449: a sender-constrained token proves nothing when presented bare.
   if (claim(answer, 'cnf') !== undefined) throw invalid('the token is sender-constrained and cannot be used as a bearer token');

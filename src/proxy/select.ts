@@ -3,11 +3,13 @@
  * another tenant's provider: a token is never sent to a provider that could not have issued it.
  */
 import { TollgateError } from '../errors.js';
+import { issuerKey } from '../provider/issuer.js';
 import { peekIssuer } from './token.js';
 
 /** The providers a route allows, indexed so choosing one costs the same for 1 or 1,000. */
 export interface AllowedProviders<P> {
   readonly list: readonly P[];
+  /** Keyed by `issuerKey`: an issuer with or without its trailing `/` is the same issuer. */
   readonly byIssuer: ReadonlyMap<string, P>;
   readonly byName: ReadonlyMap<string, P>;
 }
@@ -17,7 +19,7 @@ export function indexProviders<P extends { readonly name: string; readonly issue
 ): AllowedProviders<P> {
   return Object.freeze({
     list: Object.freeze([...list]),
-    byIssuer: new Map(list.map((p) => [p.issuer, p])),
+    byIssuer: new Map(list.map((p) => [issuerKey(p.issuer), p])),
     byName: new Map(list.map((p) => [p.name, p])),
   });
 }
@@ -34,7 +36,7 @@ export function selectProvider<P extends { readonly name: string }>(
 ): P {
   const iss = peekIssuer(token);
   if (iss !== undefined) {
-    const byIssuer = allowed.byIssuer.get(iss);
+    const byIssuer = allowed.byIssuer.get(issuerKey(iss));
     if (byIssuer === undefined) throw new TollgateError('invalid_token', 'no provider allowed here issued this token');
     if (named !== undefined && named !== byIssuer.name) {
       throw new TollgateError('invalid_token', "the provider header contradicts the token's issuer");

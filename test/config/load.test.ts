@@ -8,6 +8,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { formatProblems, loadConfig, type LoadResult, type Problem } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
+import { createPki } from '../helpers/pki.js';
 
 /** A recognisable secret: no problem message may ever contain it. */
 const SECRET = 'S3CRET-zebra-7f3a91';
@@ -426,6 +427,12 @@ ${body}`;
   t.same(lines(problems(t, check('    client_secret: s\n    introspection_signing_alg: RS256\n'))), [
     'providers[0].introspection_signing_alg: only with introspection_response: jwt',
   ]);
+  t.same(lines(problems(t, check('    auth_method: client_secret_post\n    client_secret: s\n    basic_auth_encoding: raw\n'))), [
+    'providers[0].basic_auth_encoding: only with auth_method client_secret_basic',
+  ]);
+  t.same(lines(problems(t, check('    client_secret: s\n    basic_auth_encoding: latin1\n'))), [
+    'providers[0].basic_auth_encoding: Invalid option: expected one of "rfc6749"|"raw"',
+  ]);
 });
 
 t.test('environment overrides with a file', async (t) => {
@@ -556,8 +563,8 @@ t.test('zero-file mode', async (t) => {
     const ps = lines(
       problems(t, loadConfig({ env: { TOLLGATE_UPSTREAM_URL: 'http://127.0.0.1:8080', TOLLGATE_ISSUER: 'https://x.example' } })),
     );
-    t.ok(ps.includes('providers[0].client_id: required'), ps.join('\n'));
-    t.ok(ps.includes('providers[0].client_secret: required with auth_method client_secret_basic'), ps.join('\n'));
+    // Issue 18, failure 5: named by the variable the operator sets, not a YAML path never written.
+    t.same(ps, ['TOLLGATE_CLIENT_ID: required', 'TOLLGATE_CLIENT_SECRET: required with auth_method client_secret_basic']);
   });
 
   t.test('an http:// issuer off loopback is refused here too', async (t) => {
@@ -574,7 +581,45 @@ t.test('zero-file mode', async (t) => {
         }),
       ),
     );
-    t.same(ps, ['providers[0].issuer: http:// is accepted only for loopback hosts unless allow_http is true']);
+    t.same(ps, ['TOLLGATE_ISSUER: http:// is accepted only for loopback hosts unless allow_http is true']);
+  });
+
+  const zeroFile = (extra: Record<string, string>) =>
+    loadConfig({
+      env: {
+        TOLLGATE_UPSTREAM_URL: 'http://127.0.0.1:8080',
+        TOLLGATE_ISSUER: 'https://login.example',
+        TOLLGATE_CLIENT_ID: 'tollgate',
+        TOLLGATE_CLIENT_SECRET: SECRET,
+        ...extra,
+      },
+    });
+
+  // Issue 18, failure 5: a Glewlwyd tenant needs client_secret_post and its private CA.
+  t.test('TOLLGATE_AUTH_METHOD and TOLLGATE_CA_FILE', async (t) => {
+    const ca = createPki(t.testdir({})).ca('zero-file-ca');
+    const config = ok(t, zeroFile({ TOLLGATE_AUTH_METHOD: 'client_secret_post', TOLLGATE_CA_FILE: ca.certFile }));
+    t.match(config.providers[0], { name: 'default', auth_method: 'client_secret_post', ca_file: ca.certFile });
+  });
+
+  t.test('problems with them name the variables', async (t) => {
+    const missing = path.join(t.testdir({}), 'no-such-ca.pem');
+    t.same(lines(problems(t, zeroFile({ TOLLGATE_AUTH_METHOD: 'client_secret_jwt', TOLLGATE_CA_FILE: missing }))), [
+      'TOLLGATE_AUTH_METHOD: Invalid option: expected one of "client_secret_basic"|"client_secret_post"|"private_key_jwt"|"tls_client_auth"|"self_signed_tls_client_auth"|"none"',
+    ]);
+    t.match(lines(problems(t, zeroFile({ TOLLGATE_CA_FILE: missing }))), [/^TOLLGATE_CA_FILE: cannot read /]);
+    t.same(lines(problems(t, zeroFile({ TOLLGATE_AUTH_METHOD: 'private_key_jwt', TOLLGATE_CLIENT_SECRET: '' }))), [
+      'TOLLGATE_AUTH_METHOD: private_key_file: required with auth_method private_key_jwt (only a configuration file can set private_key_file)',
+    ]);
+    t.same(lines(problems(t, zeroFile({ TOLLGATE_LISTEN: 'nowhere', TOLLGATE_UPSTREAM_URL: 'ftp://x.example' }))), [
+      'TOLLGATE_LISTEN: expected host:port',
+      'TOLLGATE_UPSTREAM_URL: expected an http:// or https:// URL',
+    ]);
+  });
+
+  t.test('with a file, they override its single provider', async (t) => {
+    const config = ok(t, loadConfig({ configPath: writeConfig(t, GOOD), env: { TOLLGATE_AUTH_METHOD: 'client_secret_post' } }));
+    t.equal(config.providers[0]!.auth_method, 'client_secret_post');
   });
 });
 

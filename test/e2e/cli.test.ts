@@ -225,13 +225,20 @@ t.test('end to end through the binary, against a real provider', async (t) => {
       'tollgate.yaml': `
 upstream: { url: "${upstream.url}" }
 providers:
-  - { name: real, issuer: "${op.issuer}", client_id: tollgate, client_secret: x }
+  - { name: real, issuer: "${op.issuer}", client_id: tollgate, client_secret: "${TOLLGATE_CLIENT.client_secret}" }
+  - { name: wrong, issuer: "${op.issuer}", client_id: tollgate, client_secret: "${SECRET}" }
   - { name: gone, issuer: "${gone}", client_id: tollgate, client_secret: x, timeout_ms: 500 }
 `,
     });
     const child = run(t, ['check-config', '--discover', '--config', path.join(dir, 'tollgate.yaml')]);
-    t.equal(await within(15_000, 'check-config --discover exiting', child.exited), 1, 'exit 1: one provider failed');
-    t.match(child.stdout(), `real: introspection at ${op.issuer}/token/introspection`);
+    t.equal(await within(15_000, 'check-config --discover exiting', child.exited), 1, 'exit 1: two providers failed');
+    t.match(child.stdout(), `real: introspection at ${op.issuer}/token/introspection (credentials accepted)`);
+    // Issue 18, failure 6: a wrong secret passed --discover; the credential probe now says so.
+    t.match(
+      child.stdout(),
+      /wrong: discovery failed: credential probe: HTTP 401\b.*the provider rejected tollgate's client credentials; check client_id and the secret\n/,
+    );
+    t.notMatch(child.stdout() + child.stderr(), SECRET, 'the secret is not printed');
     t.match(child.stdout(), /gone: discovery failed: /);
   });
 

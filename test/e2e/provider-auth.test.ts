@@ -121,6 +121,20 @@ async function allowed(t: Test, gate: TestTollgate, upstream: RecordingUpstream,
   t.same(upstream.single().headers['x-auth-subject'], ['service:demo-app']);
 }
 
+/**
+ * Credentials the provider refuses keep it unready from the start (the credential probe at
+ * discovery), with an error line saying what to check; a request meanwhile gets 503.
+ */
+async function refusedAtStart(t: Test, entry: Record<string, unknown>, op: OidcProvider, cause: RegExp) {
+  const upstream = await upstreamFor(t);
+  const gate = await gateway(t, upstream, entry, false);
+  const msg = "provider not ready: it rejects tollgate's credentials";
+  await eventually('the refused credential probe logged', () => gate.logs.some((l) => l.msg === msg));
+  t.notOk(gate.app.isReady(), 'not ready');
+  await refused(t, gate, upstream, op);
+  t.match(causeOf(t, gate, msg), cause);
+}
+
 async function refused(t: Test, gate: TestTollgate, upstream: RecordingUpstream, op: OidcProvider) {
   const token = await op.mintToken();
   const res = await gate.request('/orders', { headers: bearer(token) });
@@ -149,10 +163,12 @@ t.test('private_key_jwt', async (t) => {
   });
 
   t.test('a key the provider does not know is refused', async (t) => {
-    const upstream = await upstreamFor(t);
-    const gate = await gateway(t, upstream, { ...base, private_key_file: pki.write('wrong.pem', wrongKey.pem) });
-    await refused(t, gate, upstream, op);
-    t.match(causeOf(t, gate, 'introspection failed'), /HTTP 401 invalid_client.*public key of private_key_file/);
+    await refusedAtStart(
+      t,
+      { ...base, private_key_file: pki.write('wrong.pem', wrongKey.pem) },
+      op,
+      /^credential probe: HTTP 401 invalid_client.*public key of private_key_file/,
+    );
   });
 });
 
@@ -172,14 +188,12 @@ t.test('tls_client_auth', async (t) => {
   });
 
   t.test('a certificate from another CA is refused', async (t) => {
-    const upstream = await upstreamFor(t);
-    const gate = await gateway(t, upstream, {
-      ...base,
-      tls_cert_file: strangerCert.certFile,
-      tls_key_file: strangerCert.keyFile,
-    });
-    await refused(t, gate, upstream, op);
-    t.match(causeOf(t, gate, 'introspection failed'), /HTTP 401 invalid_client.*client certificate/);
+    await refusedAtStart(
+      t,
+      { ...base, tls_cert_file: strangerCert.certFile, tls_key_file: strangerCert.keyFile },
+      op,
+      /^credential probe: HTTP 401 invalid_client.*client certificate/,
+    );
   });
 });
 
@@ -219,14 +233,12 @@ t.test('self_signed_tls_client_auth', async (t) => {
   });
 
   t.test('another self-signed certificate is refused', async (t) => {
-    const upstream = await upstreamFor(t);
-    const gate = await gateway(t, upstream, {
-      ...base,
-      tls_cert_file: otherSelfSigned.certFile,
-      tls_key_file: otherSelfSigned.keyFile,
-    });
-    await refused(t, gate, upstream, op);
-    t.match(causeOf(t, gate, 'introspection failed'), /HTTP 401 invalid_client.*certificate of tls_cert_file/);
+    await refusedAtStart(
+      t,
+      { ...base, tls_cert_file: otherSelfSigned.certFile, tls_key_file: otherSelfSigned.keyFile },
+      op,
+      /^credential probe: HTTP 401 invalid_client.*certificate of tls_cert_file/,
+    );
   });
 });
 

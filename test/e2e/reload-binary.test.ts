@@ -62,7 +62,12 @@ ${routes}`;
 
   await eventually(() => logged('tollgate listening').length === 1, `the binary did not start; stderr: ${stderr}`);
   const { proxy, admin } = logged('tollgate listening')[0] as { proxy: string; admin: string };
-  await eventually(async () => (await request(`${admin}/readyz`)).status === 200, 'the binary did not become ready');
+  // The wrong secret is found at start by the credential probe: not ready, and said why.
+  await eventually(
+    () => logged("provider not ready: it rejects tollgate's credentials").length > 0,
+    'the refused credential probe was not logged',
+  );
+  t.equal((await request(`${admin}/readyz`)).status, 503, 'not ready with a secret the provider refuses');
   const reloadsOk = async () => {
     const text = (await request(`${admin}/metrics`)).text;
     return Number(/^tollgate_config_reloads_total\{result="success"\} (\d+)$/m.exec(text)?.[1] ?? 0);
@@ -79,6 +84,7 @@ ${routes}`;
     'SIGHUP did not reload the changed provider',
   );
   t.equal((await request(`${proxy}/x`, { headers: bearer(token) })).status, 200, 'the new secret is in use');
+  await eventually(async () => (await request(`${admin}/readyz`)).status === 200, 'the binary did not become ready');
   t.equal(await reloadsOk(), 1);
 
   // An edit of the configuration file itself: seen by the folder watch, no signal needed.

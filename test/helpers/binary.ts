@@ -42,13 +42,16 @@ export interface BinaryOptions {
   dir?: string;
 }
 
-/** Writes `config` as YAML into the test's folder and starts the binary on it. */
-export async function startBinary(t: Test, config: Record<string, unknown>, options: BinaryOptions = {}): Promise<Binary> {
+/**
+ * Writes `config` as YAML into the test's folder and starts the binary on it; with `null`, no file:
+ * zero-file mode, configured by `options.env` alone.
+ */
+export async function startBinary(t: Test, config: Record<string, unknown> | null, options: BinaryOptions = {}): Promise<Binary> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
   const dir = options.dir ?? t.testdir({});
   const file = path.join(dir, 'tollgate.yaml');
-  writeFileSync(file, stringify({ listen: '127.0.0.1:0', admin_listen: '127.0.0.1:0', ...config }));
-  const child = spawn(process.execPath, [CLI, '--config', file], {
+  if (config !== null) writeFileSync(file, stringify({ listen: '127.0.0.1:0', admin_listen: '127.0.0.1:0', ...config }));
+  const child = spawn(process.execPath, [CLI, ...(config === null ? [] : ['--config', file])], {
     cwd: dir,
     env: { PATH: process.env.PATH ?? '', TOLLGATE_LOG_LEVEL: 'info', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

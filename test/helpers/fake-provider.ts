@@ -5,6 +5,7 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { PROBE_TOKEN_PREFIX } from '../../src/provider/probe.js';
 
 export type Script = (token: string, req: IncomingMessage, res: ServerResponse) => void | Promise<void>;
 
@@ -26,6 +27,14 @@ export interface FakeProvider {
   readonly authorizations: (string | undefined)[];
   /** Each call's form body (client_id, client_assertion…; test data only), Content-Type and Accept. */
   readonly requests: { body: URLSearchParams; contentType: string | undefined; accept: string | undefined }[];
+  /**
+   * tollgate's credential probes (a random token it introspects once a provider is found), kept
+   * apart from the calls above: the Authorization header of each. They are answered by
+   * `probeScript`, by default as a provider answers a token it never issued.
+   */
+  readonly probes: (string | undefined)[];
+  /** Answers the credential probes as the script says (a 401 for credentials it refuses…). */
+  probeScript(fn: Script): void;
   /** Most calls ever in flight at once. */
   readonly maxInFlight: number;
   /** GETs of `/jwks` received so far (with the `jwks` option). */
@@ -48,6 +57,11 @@ export interface FakeProviderOptions {
   discovery?: boolean | 'oidc' | 'oauth2';
   /** Publish this JWK Set at `/jwks` (advertised as `jwks_uri`), to verify signed answers against. */
   jwks?: { keys: Record<string, unknown>[] };
+  /**
+   * The `issuer` the metadata names, from the one it is served for (default: that one): a
+   * provider whose metadata disagrees with the issuer tollgate was given.
+   */
+  metadataIssuer?: (base: string) => string;
   /** Keep every token, form and header of each call (default true); benchmarks only count. */
   record?: boolean;
 }
@@ -71,6 +85,8 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
   let jwksAvailable = true;
   let issuer = '';
   let script: Script = (_token, _req, res) => json(res, 200, { active: false });
+  let probeScript: Script = (_token, _req, res) => json(res, 200, { active: false });
+  const probes: (string | undefined)[] = [];
 
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', issuer);
@@ -79,7 +95,7 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     const rest = tenant === undefined ? url.pathname : url.pathname.slice(`/t/${tenant}`.length);
     if (rest === metadataPath) {
       return json(res, 200, {
-        issuer: base,
+        issuer: options.metadataIssuer?.(base) ?? base,
         introspection_endpoint: `${base}/introspect`,
         token_endpoint: `${base}/token`,
         ...(options.jwks === undefined ? {} : { jwks_uri: `${issuer}/jwks` }),
@@ -96,6 +112,11 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     req.on('end', () => {
       const form = new URLSearchParams(Buffer.concat(chunks).toString());
       const token = form.get('token') ?? '';
+      if (token.startsWith(PROBE_TOKEN_PREFIX)) {
+        probes.push(req.headers.authorization);
+        void Promise.resolve(probeScript(token, req, res)).catch((err: unknown) => res.destroy(err as Error));
+        return;
+      }
       callCount++;
       if (options.record !== false) {
         calls.push(token);
@@ -139,6 +160,10 @@ export async function startFakeProvider(options: FakeProviderOptions = {}): Prom
     },
     script(fn) {
       script = fn;
+    },
+    probes,
+    probeScript(fn) {
+      probeScript = fn;
     },
     close: () =>
       new Promise<void>((resolve) => {

@@ -33,6 +33,38 @@ t.test('client_secret_basic (the default), discovered through OIDC metadata', as
   t.equal(fake.authorizations[0], basic('tollgate:1', 'se cret/&'), 'RFC 6749 §2.3.1: form-encoded id and secret');
 });
 
+// Issue 18, failure 3: Glewlwyd and LemonLDAP::NG do not decode the form-encoded id and secret,
+// so a secret with anything but letters and digits failed every call there.
+t.test('basic_auth_encoding: raw sends id and secret as they are', async (t) => {
+  const fake = await startFakeProvider();
+  t.teardown(() => fake.close());
+  fake.answer(() => ({ active: true, sub: 'alice' }));
+  const secret = 'se-cret/&+é';
+  const gate = await startTollgate(t, {
+    upstream: { url: upstream.url },
+    providers: [
+      providerEntry('raw', fake.tenantIssuer('raw'), {
+        client_id: 'toll gate',
+        client_secret: secret,
+        basic_auth_encoding: 'raw',
+      }),
+      providerEntry('rfc', fake.tenantIssuer('rfc'), { client_secret: secret, basic_auth_encoding: 'rfc6749' }),
+    ],
+    provider_header: 'X-Tenant',
+  });
+  t.equal((await gate.request('/x', { headers: { ...bearer('tok-raw'), 'x-tenant': 'raw' } })).status, 200);
+  t.equal((await gate.request('/x', { headers: { ...bearer('tok-rfc'), 'x-tenant': 'rfc' } })).status, 200);
+  t.equal(fake.authorizations[0], `Basic ${Buffer.from(`toll gate:${secret}`).toString('base64')}`, 'raw: RFC 7617 as is');
+  // openid-client encodes more than URLSearchParams does (`-` as `%2D`, the case that broke).
+  const rfc = Buffer.from(fake.authorizations[1]!.slice('Basic '.length), 'base64').toString();
+  t.equal(rfc, `tollgate:${encodeURIComponent(secret).replace(/-/g, '%2D')}`, 'rfc6749: form-encoded, as without the key');
+  t.same(
+    Object.fromEntries(fake.requests[0]!.body),
+    { token: 'tok-raw', token_type_hint: 'access_token' },
+    'no credentials in the body',
+  );
+});
+
 t.test('client_secret_post, discovered through RFC 8414 metadata', async (t) => {
   const fake = await startFakeProvider({ discovery: 'oauth2' });
   t.teardown(() => fake.close());

@@ -58,13 +58,24 @@ let redirected = 0;
 const faults: Record<string, Fault> = {
   'HTTP 500': {
     script: (_t, _r, res) => json(res, 500, { error: 'server_error' }),
-    cause: /HTTP status 500/,
+    cause: /HTTP status 500: the provider failed/,
   },
   '401 to our credentials (a configuration error)': {
     script: (_t, _r, res) => json(res, 401, { error: 'invalid_client', error_description: 'client authentication failed' }),
     cause: /HTTP 401 invalid_client.*rejected tollgate's client credentials; check client_id and the secret/,
     level: 50,
     msg: 'introspection failed: configuration error',
+  },
+  // Issue 18, failure 4: Glewlwyd's answer to bad credentials was logged as "unexpected response content-type".
+  '401 with an empty body and no Content-Type (Glewlwyd)': {
+    script: (_t, _r, res) => void res.writeHead(401).end(),
+    cause: /^unexpected HTTP status 401: the provider rejected tollgate's client credentials; check client_id and the secret$/,
+    level: 50,
+    msg: 'introspection failed: configuration error',
+  },
+  '404 with an HTML page': {
+    script: (_t, _r, res) => void res.writeHead(404, { 'content-type': 'text/html' }).end('<h1>Not Found</h1>'),
+    cause: /^unexpected HTTP status 404: check the introspection endpoint/,
   },
   'no answer past the deadline': {
     script: () => {}, // never answers

@@ -64,7 +64,8 @@ t.test('JWT-shaped tokens go to the provider their iss names, among the allowed 
     );
     assertInvalidToken(
       t,
-      await gate.request('/x', { headers: { ...bearer(jwtClaiming(`${issuers.a}/`)), 'x-tenant': 'a' } }),
+      // One trailing `/` is the same issuer (test/proxy/issuer-trailing-slash.test.ts); two are not.
+      await gate.request('/x', { headers: { ...bearer(jwtClaiming(`${issuers.a}//`)), 'x-tenant': 'a' } }),
       /no provider allowed/,
     );
     t.same(calls(), { a: 1, b: 1, c: 1 });

@@ -229,7 +229,10 @@ t.test('nbf, with clock_skew_s (30 s)', async (t) => {
 
 t.test('iss other than the provider: 401', async (t) => {
   await refused(t, '/orders', tokenFor({ iss: 'https://evil.example' }), invalidToken);
-  await refused(t, '/orders', tokenFor({ iss: `${fake.issuer}/` }), invalidToken);
+  await refused(t, '/orders', tokenFor({ iss: `${fake.issuer}//` }), invalidToken);
+  await refused(t, '/orders', tokenFor({ iss: `${fake.issuer}/x` }), invalidToken);
+  // One trailing `/` is no other issuer (issue 18: LemonLDAP::NG's issuer ends in one).
+  await allowed(t, '/orders', tokenFor({ iss: `${fake.issuer}/` }));
   await allowed(t, '/orders', tokenFor({ iss: undefined }));
 });
 
@@ -249,6 +252,15 @@ t.test('token_type refresh_token: 401', async (t) => {
   await refused(t, '/orders', tokenFor({ token_type: 'Refresh_Token' }), invalidToken); // compared case-insensitively
   await allowed(t, '/orders', tokenFor({ token_type: 'Bearer' }));
   await allowed(t, '/orders', tokenFor({ token_type: 'access_tokens' })); // as long as refresh_token
+});
+
+// Issue 18, failure 2: a provider that ignores token_type_hint vouched for an ID token.
+t.test('token_type id_token: 401', async (t) => {
+  const res = await refused(t, '/orders', tokenFor({ token_type: 'id_token' }), invalidToken);
+  t.match(res.json<{ error_description: string }>().error_description, /ID token/);
+  await refused(t, '/orders', tokenFor({ token_type: 'urn:ietf:params:oauth:token-type:id_token' }), invalidToken);
+  await refused(t, '/orders', tokenFor({ token_type: 'ID_Token' }), invalidToken);
+  await allowed(t, '/orders', tokenFor({ token_type: 'access_token' }));
 });
 
 t.test('cnf present (a sender-constrained token): 401', async (t) => {
