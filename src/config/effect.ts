@@ -15,6 +15,7 @@
 import { TollgateError } from '../errors.js';
 import { normalizeTarget, hostOf } from '../proxy/routes.js';
 import type { Problem } from './load.js';
+import { OWN_HEADERS } from './own-headers.js';
 import { DEFAULT_CLAIM_HEADERS } from './schema.js';
 import { quote } from './text.js';
 
@@ -72,32 +73,6 @@ function checkRoutes(routes: unknown): Problem[] {
   });
   return problems;
 }
-
-/**
- * Headers tollgate sets or forwards itself (RFC 9110 §7.6.1 hop-by-hop ones, framing, Host,
- * the X-Forwarded-* it writes, the client's credentials): an identity header of that name would
- * be sent twice or break the request.
- */
-const OWN_HEADERS = new Set([
-  'host',
-  'content-length',
-  'content-type',
-  'transfer-encoding',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'upgrade',
-  'expect',
-  'authorization',
-  'cookie',
-  'forwarded',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-]);
 
 /** Lower-cased, `_` and `.` read as `-`: how a server behind may read a header name. */
 const headerKey = (name: string) => name.toLowerCase().replace(/[_.]/g, '-');

@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { checkJwtProvider, jwtSchema } from './jwt-schema.js';
 import { IDENTITY_ALGS } from '../identity/keys.js';
+import { OWN_HEADERS } from './own-headers.js';
 
 const PROVIDER_NAME = /^[a-z0-9-]{1,40}$/;
 /** RFC 9110 §5.1 field-name (token). */
@@ -266,25 +267,6 @@ export const identityJwtSchema = z.strictObject({
   alg: z.enum(IDENTITY_ALGS).nullable().default(null).describe('JWS algorithm; default from the key (ES256, EdDSA, RS256)'),
 });
 
-/** Headers a proxy owns or the transport needs: the identity token must not travel in one of them. */
-const RESERVED_HEADERS = new Set([
-  'host',
-  'cookie',
-  'content-length',
-  'content-type',
-  'connection',
-  'keep-alive',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'expect',
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-]);
-
 /**
  * The identity token's header must be its own: not a header tollgate sets for something else (it
  * would be sent twice), and not an Authorization that the client's token is also forwarded in.
@@ -307,7 +289,8 @@ function checkIdentityHeader(
   if (name === 'authorization' && h.forward_authorization === true) {
     problem("Authorization carries the minted token, so the client's cannot be forwarded: set forward_authorization: false");
   }
-  if (RESERVED_HEADERS.has(name)) problem(`${header} is not a header the token can travel in`);
+  // Authorization is the one header of tollgate's own the token may replace (sent as Bearer).
+  if (name !== 'authorization' && OWN_HEADERS.has(name)) problem(`${header} is not a header the token can travel in`);
   const others = [
     ...Object.keys(h.claims ?? DEFAULT_CLAIM_HEADERS).map((c) => [c, `claims.${c}`]),
     [h.provider, 'provider'],
