@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * `tollgate [--config FILE]` and `tollgate check-config [--config FILE] [--discover]` (SPEC §1).
+ * `tollgate [--config FILE]` and `tollgate check-config [--config FILE] [--discover]` (README:
+ * "Command line").
  * The only place that prints to the terminal directly and the only process.exit.
  *
  * Exit codes: 0 after a clean shutdown (or a valid configuration); 1 for a bad configuration or a
@@ -22,7 +23,8 @@ Options:
   -h, --help          this text
   -v, --version       print the version
 Without a file, the environment configures one provider: TOLLGATE_UPSTREAM_URL, TOLLGATE_ISSUER,
-TOLLGATE_CLIENT_ID, TOLLGATE_CLIENT_SECRET (TOLLGATE_INTROSPECTION_ENDPOINT to skip discovery).
+TOLLGATE_CLIENT_ID, TOLLGATE_CLIENT_SECRET (TOLLGATE_INTROSPECTION_ENDPOINT to skip discovery,
+TOLLGATE_AUTH_METHOD, TOLLGATE_CA_FILE).
 TOLLGATE_LISTEN, TOLLGATE_ADMIN_LISTEN and TOLLGATE_LOG_LEVEL override the file.
 Exit status: 0 ok; 1 invalid configuration or failed start (problems printed); 2 internal error (a bug).
 `;

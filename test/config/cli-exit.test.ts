@@ -52,6 +52,8 @@ t.test('--help names no document a user does not have', async (t) => {
   t.equal(r.code, 0);
   t.notMatch(r.stdout, /\bSPEC\b/);
   t.match(r.stdout, /--version/);
+  // Every zero-file variable is named, those of the single provider's auth method and CA too.
+  for (const name of ['TOLLGATE_AUTH_METHOD', 'TOLLGATE_CA_FILE', 'TOLLGATE_INTROSPECTION_ENDPOINT']) t.match(r.stdout, name);
 });
 
 t.test('hostile configurations: exit 1 with problems, never a stack trace', async (t) => {
